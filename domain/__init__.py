@@ -1,0 +1,1 @@
+"""The trading domain: pure Python and numpy, no I/O and no vendor SDKs."""
