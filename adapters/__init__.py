@@ -1,0 +1,1 @@
+"""The only code that imports vendor SDKs: broker, stores, Event Hubs, Blob Storage."""

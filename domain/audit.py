@@ -1,0 +1,182 @@
+"""The tamper-evident audit trail.
+
+Records form one hash chain per partition (an account): each record carries the hash of the
+record before it and a hash over its own canonical JSON. Editing a record breaks its own hash;
+removing, inserting or reordering records breaks the sequence and the links. ``verify`` walks
+a chain and returns the index of the first record that does not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Self
+
+from domain.errors import ValidationError
+from domain.ids import canonical_json
+from domain.serde import parse_ts, require, require_str, ts_str
+
+GENESIS_HASH = "0" * 64
+AUDIT_SCHEMA_VERSION = 1
+
+
+class AuditKind(StrEnum):
+    SIGNAL = "signal"
+    INTENT = "intent"
+    RISK_DECISION = "risk_decision"
+    ORDER_EVENT = "order_event"
+    FILL = "fill"
+    MANUAL_ACTION = "manual_action"
+    DEAD_LETTER = "dead_letter"
+    RECONCILIATION = "reconciliation"
+    ALERT = "alert"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    partition: str
+    seq: int
+    ts_recorded: datetime
+    kind: AuditKind
+    event_id: str
+    correlation: Mapping[str, str] = field(default_factory=dict)
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    prev_hash: str = GENESIS_HASH
+    hash: str = ""
+
+    @property
+    def record_id(self) -> str:
+        """A store key that is unique per position in the chain: two writers racing for the
+        same position collide on it instead of forking the chain."""
+        return f"{self.partition}:{self.seq:012d}"
+
+    def body(self) -> dict[str, Any]:
+        """Everything the hash covers: all fields but the hash itself."""
+        return {
+            "v": AUDIT_SCHEMA_VERSION,
+            "partition": self.partition,
+            "seq": self.seq,
+            "ts_recorded": ts_str(self.ts_recorded),
+            "kind": self.kind.value,
+            "event_id": self.event_id,
+            "correlation": dict(self.correlation),
+            "payload": dict(self.payload),
+            "prev_hash": self.prev_hash,
+        }
+
+    def compute_hash(self) -> str:
+        return hashlib.sha256(canonical_json(self.body()).encode("utf-8")).hexdigest()
+
+    def sealed(self) -> AuditRecord:
+        return replace(self, hash=self.compute_hash())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.body()
+        data["hash"] = self.hash
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        seq = require(data, "seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValidationError("seq", "must be a non-negative integer")
+        try:
+            kind = AuditKind(require(data, "kind"))
+        except ValueError:
+            raise ValidationError("kind", f"unknown audit kind {data.get('kind')!r}") from None
+        correlation = data.get("correlation") or {}
+        payload = data.get("payload") or {}
+        if not isinstance(correlation, Mapping):
+            raise ValidationError("correlation", "must be an object")
+        if not isinstance(payload, Mapping):
+            raise ValidationError("payload", "must be an object")
+        return cls(
+            partition=require_str(data, "partition"),
+            seq=seq,
+            ts_recorded=parse_ts(require(data, "ts_recorded"), "ts_recorded"),
+            kind=kind,
+            event_id=require_str(data, "event_id"),
+            correlation={str(k): str(v) for k, v in correlation.items()},
+            payload=dict(payload),
+            prev_hash=require_str(data, "prev_hash"),
+            hash=str(data.get("hash", "")),
+        )
+
+
+def next_record(
+    previous: AuditRecord | None,
+    *,
+    partition: str,
+    ts_recorded: datetime,
+    kind: AuditKind,
+    event_id: str,
+    correlation: Mapping[str, str] | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """The sealed record that follows ``previous`` (``None`` starts a chain)."""
+    if ts_recorded.tzinfo is None:
+        raise ValidationError("ts_recorded", "must be timezone-aware")
+    if previous is not None and previous.partition != partition:
+        raise ValidationError("partition", "a chain never crosses partitions")
+    # Canonical JSON must accept the payload now, not when a verifier reads it back.
+    canonical_json(payload or {})
+    return AuditRecord(
+        partition=partition,
+        seq=0 if previous is None else previous.seq + 1,
+        ts_recorded=ts_recorded,
+        kind=kind,
+        event_id=event_id,
+        correlation=dict(correlation or {}),
+        payload=dict(payload or {}),
+        prev_hash=GENESIS_HASH if previous is None else previous.hash,
+    ).sealed()
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    index: int
+    reason: str
+
+
+def find_break(
+    records: Sequence[AuditRecord],
+    *,
+    start: AuditRecord | None = None,
+    head: str | None = None,
+) -> ChainBreak | None:
+    """The first record that does not fit the chain, and why; ``None`` when it verifies.
+
+    ``start`` is the record just before ``records`` when verifying a slice of a longer chain
+    (e.g. one archived day). A chain cannot show on its own that records were cut from its
+    end: ``head``, the last hash recorded somewhere else, closes that gap.
+    """
+    previous = start
+    for index, record in enumerate(records):
+        if record.compute_hash() != record.hash:
+            return ChainBreak(index, "hash does not match the record's content")
+        expected_seq = 0 if previous is None else previous.seq + 1
+        if record.seq != expected_seq:
+            return ChainBreak(index, f"sequence {record.seq}, expected {expected_seq}")
+        expected_prev = GENESIS_HASH if previous is None else previous.hash
+        if record.prev_hash != expected_prev:
+            return ChainBreak(index, "prev_hash does not match the previous record's hash")
+        if previous is not None and record.partition != previous.partition:
+            return ChainBreak(index, "partition changes within a chain")
+        previous = record
+    if head is not None and (previous is None or previous.hash != head):
+        return ChainBreak(len(records), "the chain ends before the recorded head")
+    return None
+
+
+def verify(
+    records: Iterable[AuditRecord],
+    *,
+    start: AuditRecord | None = None,
+    head: str | None = None,
+) -> int | None:
+    """The index of the first broken record, or ``None`` when the whole chain verifies."""
+    found = find_break(list(records), start=start, head=head)
+    return None if found is None else found.index

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from hypothesis import HealthCheck, settings
+
+# Two cores shared by the whole suite: generation speed varies with load, so time-based
+# health checks and per-example deadlines would only make the suite flaky.
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=100
+)
+settings.load_profile("default")

@@ -1,0 +1,6 @@
+"""Event Hub, HTTP and timer functions: parse the input, call one handler, return."""
+
+from triggers import http_health as _http_health  # noqa: F401  (registers its functions)
+from triggers.blueprint import bp
+
+__all__ = ["bp"]
