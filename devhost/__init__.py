@@ -1,0 +1,1 @@
+"""devhost: a local host for the unchanged Functions app (not a production host)."""
