@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Self
@@ -53,9 +53,13 @@ class ParseError:
         return f"{self.field}: {self.reason}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Tick:
-    """One trade print."""
+    """One trade print.
+
+    Market-data records are treated as immutable but are not ``frozen``: a frozen dataclass
+    pays for ``object.__setattr__`` on every field, a third of the per-tick budget.
+    """
 
     symbol: str
     price: float
@@ -85,7 +89,7 @@ class Tick:
         return cls(result.symbol, result.price, result.size, result.ts_event, result.trade_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Quote:
     symbol: str
     bid_price: float
@@ -110,7 +114,7 @@ class Quote:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bar:
     symbol: str
     open: float
@@ -144,12 +148,22 @@ class _Refused(Exception):
         self.reason = reason
 
 
+# Symbols already seen valid: a set lookup is several times cheaper than the regex, and a
+# feed carries a few thousand symbols at most. Bounded so junk cannot grow it for ever.
+_KNOWN_SYMBOLS: set[str] = set()
+_KNOWN_SYMBOLS_MAX = 50_000
+
+
 def _symbol(data: Mapping[str, Any]) -> str:
     value = data.get("symbol")
+    if type(value) is str and value in _KNOWN_SYMBOLS:
+        return value
     if value is None:
         raise _Refused("symbol", "is required")
     if not isinstance(value, str) or not SYMBOL_PATTERN.fullmatch(value):
         raise _Refused("symbol", f"not a valid symbol: {str(value)[:20]!r}")
+    if len(_KNOWN_SYMBOLS) < _KNOWN_SYMBOLS_MAX:
+        _KNOWN_SYMBOLS.add(value)
     return value
 
 
@@ -182,16 +196,29 @@ def _timestamp(data: Mapping[str, Any], now: datetime | None) -> datetime:
     value = data.get("ts")
     if value is None:
         raise _Refused("ts", "is required")
-    try:
-        ts = parse_ts(value, "ts")
-    except ValidationError as err:
-        raise _Refused(err.field, err.reason) from None
+    ts: datetime | None = None
+    if type(value) is str:
+        # Fast path for the feed's own format (UTC, "Z" or "+00:00"); anything else takes
+        # the general parser, which also produces the error message.
+        try:
+            ts = datetime.fromisoformat(value)
+        except ValueError:
+            ts = None
+        if ts is not None and ts.tzinfo is not UTC:
+            ts = None
+    if ts is None:
+        try:
+            ts = parse_ts(value, "ts")
+        except ValidationError as err:
+            raise _Refused(err.field, err.reason) from None
     if now is not None and ts - now > MAX_FUTURE_SKEW:
         raise _Refused("ts", f"{ts_str(ts)} is more than {MAX_FUTURE_SKEW} in the future")
     return ts
 
 
 def _check_mapping(data: object) -> Mapping[str, Any]:
+    if type(data) is dict:
+        return data
     if not isinstance(data, Mapping):
         raise _Refused("event", f"must be a JSON object, got {type(data).__name__}")
     return data
@@ -213,11 +240,13 @@ def parse_tick(data: object, *, now: datetime | None) -> Tick | ParseError:
         size = _number(event, "size", positive=False)
         ts = _timestamp(event, _now_utc(now))
         trade_id = event.get("id")
-        if trade_id is not None and not isinstance(trade_id, str | int):
-            raise _Refused("id", "must be a string or an integer")
+        if trade_id is not None and type(trade_id) is not str:
+            if type(trade_id) is not int:
+                raise _Refused("id", "must be a string or an integer")
+            trade_id = str(trade_id)
     except _Refused as refused:
         return ParseError(refused.field, refused.reason, data)
-    return Tick(symbol, price, size, ts, None if trade_id is None else str(trade_id))
+    return Tick(symbol, price, size, ts, trade_id)
 
 
 def parse_quote(data: object, *, now: datetime | None) -> Quote | ParseError:
