@@ -229,7 +229,7 @@ class EventLog:
         return total
 
 
-def _timespan(text: str | None, default: timedelta) -> timedelta:
+def parse_timespan(text: str | None, default: timedelta) -> timedelta:
     """``hh:mm:ss`` (optionally ``d.hh:mm:ss``) as used in host.json and retry policies."""
     if not text:
         return default
@@ -261,15 +261,15 @@ class RetryPolicy:
         return cls(
             strategy="exponential_backoff" if "exponential" in strategy else "fixed_delay",
             max_retries=int(count),
-            delay=_timespan(
+            delay=parse_timespan(
                 settings.get("delay_interval") or settings.get("delayInterval"),
                 timedelta(seconds=1),
             ),
-            minimum=_timespan(
+            minimum=parse_timespan(
                 settings.get("minimum_interval") or settings.get("minimumInterval"),
                 timedelta(seconds=1),
             ),
-            maximum=_timespan(
+            maximum=parse_timespan(
                 settings.get("maximum_interval") or settings.get("maximumInterval"),
                 timedelta(minutes=15),
             ),

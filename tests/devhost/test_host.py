@@ -1,0 +1,109 @@
+"""The composed host: settings checks at start-up, feeds through to Event Hub triggers,
+timers on start-up, and HTTP on a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from devhost.app_index import UnsupportedApp
+from devhost.host import DevHost, Feed, HostConfig
+from devhost.http_host import HostKeys
+from devhost.server import BackgroundServer
+from devhost.sources import SyntheticMarket
+from tests.devhost import sample_app
+
+KEYS = HostKeys(frozenset({"k"}), "m")
+
+
+def make_root(tmp_path: Path, values: dict[str, str]) -> Path:
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "host.json").write_text(
+        json.dumps(
+            {
+                "version": "2.0",
+                "extensions": {
+                    "eventHubs": {"maxEventBatchSize": 16, "maxWaitTime": "00:00:00.05"}
+                },
+            }
+        )
+    )
+    (root / "local.settings.json").write_text(json.dumps({"Values": values}))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The host copies local settings into the process environment, as the Functions host
+    does; each test gets the environment back as it was."""
+    for bucket in sample_app.received.values():
+        bucket.clear()
+    saved = dict(os.environ)
+    monkeypatch.delenv("TicksConnection", raising=False)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_a_missing_connection_setting_is_refused_at_start(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {})
+    with pytest.raises(UnsupportedApp, match="TicksConnection"):
+        DevHost(HostConfig(root, tmp_path / "state"), sample_app.app, keys=KEYS)
+
+
+def test_identity_based_connection_settings_are_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TicksConnection__fullyQualifiedNamespace", "ns.servicebus.windows.net")
+    root = make_root(tmp_path, {})
+    host = DevHost(HostConfig(root, tmp_path / "state"), sample_app.app, keys=KEYS)
+    assert len(host.listeners) == 3
+    asyncio.run(host.stop())
+
+
+def test_a_synthetic_feed_reaches_the_trigger_in_batches_and_timers_run_on_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_root(
+        tmp_path, {"TicksConnection": "Endpoint=sb://local/;UseDevelopmentEmulator=true"}
+    )
+    market = SyntheticMarket(["AAPL", "MSFT", "SPY"], seed=5, limit=200)
+    config = HostConfig(root, tmp_path / "state", feeds=[Feed(market, hub="ticks", chunk=50)])
+    host = DevHost(config, sample_app.app, keys=KEYS)
+
+    async def scenario() -> None:
+        host.start_background_loops()
+        for _ in range(400):
+            delivered = sum(len(b) for b in sample_app.received["many"])
+            if delivered >= 200 and len(sample_app.received["one"]) >= 200:
+                break
+            await asyncio.sleep(0.01)
+        await host.stop()
+
+    asyncio.run(scenario())
+    batches = sample_app.received["many"]
+    assert sum(len(b) for b in batches) == 200
+    assert max(len(b) for b in batches) <= 16
+    assert len(sample_app.received["one"]) == 200
+    assert sample_app.received["timer"] == [False]  # run_on_startup, not past due
+
+
+def test_http_triggers_are_served_by_the_composed_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_root(tmp_path, {"TicksConnection": "x"})
+    host = DevHost(
+        HostConfig(root, tmp_path / "state", enable_timers=False), sample_app.app, keys=KEYS
+    )
+    with BackgroundServer(host.application()) as server:
+        assert requests.get(f"{server.url}/api/open", timeout=5).text == "open"
+        assert requests.get(f"{server.url}/api/echo/a", timeout=5).status_code == 401
+        assert requests.get(f"{server.url}/api/echo/a?code=k", timeout=5).status_code == 201
+    asyncio.run(host.stop())
