@@ -96,11 +96,11 @@ class AppIndex:
         return {f.name: f.call for f in self.of_type(trigger_type)}
 
 
-_indexes: dict[int, tuple[func.FunctionApp, AppIndex]] = {}
+_indexes: dict[int, tuple[func.FunctionRegister, AppIndex]] = {}
 _lock = threading.Lock()
 
 
-def index_app(app: func.FunctionApp) -> AppIndex:
+def index_app(app: func.FunctionRegister) -> AppIndex:
     """The app's index, built on first use and shared by everyone after."""
     with _lock:
         cached = _indexes.get(id(app))
@@ -111,7 +111,7 @@ def index_app(app: func.FunctionApp) -> AppIndex:
         return index
 
 
-def _build(app: func.FunctionApp) -> AppIndex:
+def _build(app: func.FunctionRegister) -> AppIndex:
     index = AppIndex()
     problems: list[str] = []
     for function in app.get_functions():
@@ -139,8 +139,9 @@ def _build(app: func.FunctionApp) -> AppIndex:
     return index
 
 
-def load_app(module: str = "function_app", attribute: str = "app") -> func.FunctionApp:
+def load_app(module: str = "function_app", attribute: str = "app") -> func.FunctionRegister:
     app = getattr(importlib.import_module(module), attribute)
-    if not isinstance(app, func.FunctionApp):
+    # durable_functions.DFApp registers functions like a FunctionApp but does not derive from it.
+    if not isinstance(app, func.FunctionRegister):
         raise UnsupportedApp(f"{module}.{attribute} is not an azure.functions.FunctionApp")
     return app
