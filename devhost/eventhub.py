@@ -209,11 +209,34 @@ class EventLog:
                 ),
             )
 
-    def failed_batches(self, hub: str) -> list[dict[str, Any]]:
+    def failed_batches(self, hub: str | None = None) -> list[dict[str, Any]]:
+        """Batches given up on after their retries, oldest first (of one hub, or all)."""
         with self._lock:
-            cursor = self._db.execute("SELECT * FROM failed_batches WHERE hub = ?", (hub,))
+            cursor = self._db.execute(
+                "SELECT * FROM failed_batches WHERE ? IS NULL OR hub = ? ORDER BY failed_at",
+                (hub, hub),
+            )
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def lags(self) -> list[tuple[str, str, int]]:
+        """(hub, consumer group, events not yet checkpointed) for every hub with events."""
+        with self._lock:
+            hubs = [r[0] for r in self._db.execute("SELECT DISTINCT hub FROM events ORDER BY hub")]
+            groups = {
+                hub: [
+                    r[0]
+                    for r in self._db.execute(
+                        "SELECT DISTINCT consumer_group FROM checkpoints WHERE hub = ?", (hub,)
+                    )
+                ]
+                for hub in hubs
+            }
+        return [
+            (hub, group, self.pending(hub, group))
+            for hub in hubs
+            for group in (groups[hub] or ["$Default"])
+        ]
 
     def pending(self, hub: str, group: str) -> int:
         """Events published but not yet checkpointed by ``group``: the consumer lag."""

@@ -70,7 +70,7 @@ class DevHost:
     def __init__(
         self,
         config: HostConfig,
-        app: func.FunctionApp,
+        app: func.FunctionRegister,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         keys: HostKeys | None = None,
