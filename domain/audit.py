@@ -13,11 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from domain.errors import ValidationError
+from domain.errors import Conflict, ValidationError
 from domain.ids import canonical_json
 from domain.serde import parse_ts, require, require_str, ts_str
+
+if TYPE_CHECKING:
+    from domain.ports import AuditStore
 
 GENESIS_HASH = "0" * 64
 AUDIT_SCHEMA_VERSION = 1
@@ -180,3 +183,41 @@ def verify(
     """The index of the first broken record, or ``None`` when the whole chain verifies."""
     found = find_break(list(records), start=start, head=head)
     return None if found is None else found.index
+
+
+def append(
+    store: AuditStore,
+    *,
+    partition: str,
+    ts_recorded: datetime,
+    kind: AuditKind,
+    event_id: str,
+    correlation: Mapping[str, str] | None = None,
+    payload: Mapping[str, Any] | None = None,
+    max_attempts: int = 50,
+) -> AuditRecord:
+    """Append one event to the partition's chain, exactly once.
+
+    Writing the same ``event_id`` again returns the record already written (callers retry).
+    Concurrent writers race for the next position; the loser reads the new head and tries
+    the position after it.
+    """
+    existing = store.find_event(partition, event_id)
+    if existing is not None:
+        return existing
+    for _ in range(max_attempts):
+        record = next_record(
+            store.head(partition),
+            partition=partition,
+            ts_recorded=ts_recorded,
+            kind=kind,
+            event_id=event_id,
+            correlation=correlation,
+            payload=payload,
+        )
+        if store.insert(record):
+            return record
+        existing = store.find_event(partition, event_id)
+        if existing is not None:
+            return existing
+    raise Conflict(f"audit partition {partition!r}: gave up after {max_attempts} contended appends")

@@ -1,0 +1,207 @@
+"""The embedded store: SQLite (WAL) behind the domain's store ports.
+
+One file holds the audit trail, fills, idempotency claims and strategy-state snapshots.
+Every write is idempotent by a fixed key or conditional on a version, so retried
+activities and redelivered events cannot write twice.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from domain.audit import AuditRecord
+from domain.errors import Conflict
+from domain.fills import Fill
+from domain.ids import canonical_json
+from domain.ports import Claim, Versioned
+from domain.serde import ts_str
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    record_id TEXT PRIMARY KEY,
+    partition TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (partition, seq),
+    UNIQUE (partition, event_id)
+);
+CREATE TABLE IF NOT EXISTS fills (
+    execution_id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    ts_filled TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS fills_by_account ON fills (account, ts_filled);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    ts_claimed TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signal_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    version TEXT NOT NULL
+);
+"""
+
+
+class SqliteStore:
+    """Implements AuditStore, FillStore, IdempotencyStore and SignalStateStore."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        with self._lock:
+            row: tuple[Any, ...] | None = self._db.execute(sql, params).fetchone()
+            return row
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def head(self, partition: str) -> AuditRecord | None:
+        row = self._one(
+            "SELECT body FROM audit WHERE partition = ? ORDER BY seq DESC LIMIT 1", (partition,)
+        )
+        return None if row is None else AuditRecord.from_dict(json.loads(row[0]))
+
+    def insert(self, record: AuditRecord) -> bool:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO audit VALUES (?, ?, ?, ?, ?)",
+                    (
+                        record.record_id,
+                        record.partition,
+                        record.seq,
+                        record.event_id,
+                        canonical_json(record.to_dict()),
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def find_event(self, partition: str, event_id: str) -> AuditRecord | None:
+        row = self._one(
+            "SELECT body FROM audit WHERE partition = ? AND event_id = ?", (partition, event_id)
+        )
+        return None if row is None else AuditRecord.from_dict(json.loads(row[0]))
+
+    def records(
+        self, partition: str, *, from_seq: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM audit WHERE partition = ? AND seq >= ? ORDER BY seq LIMIT ?",
+                (partition, from_seq, -1 if limit is None else limit),
+            ).fetchall()
+        return [AuditRecord.from_dict(json.loads(body)) for (body,) in rows]
+
+    # -- fills ---------------------------------------------------------------------------
+
+    def add_fill(self, fill: Fill) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?)",
+                (
+                    fill.execution_id,
+                    fill.account,
+                    fill.symbol,
+                    ts_str(fill.ts_filled),
+                    canonical_json(fill.to_dict()),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def fills(self, account: str, *, symbol: str | None = None) -> list[Fill]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM fills WHERE account = ? AND (? IS NULL OR symbol = ?) "
+                "ORDER BY ts_filled, execution_id",
+                (account, symbol, symbol),
+            ).fetchall()
+        return [Fill.from_dict(json.loads(body)) for (body,) in rows]
+
+    # -- idempotency claims ----------------------------------------------------------------
+
+    def claim(self, key: str, value: Mapping[str, Any], *, ts: datetime) -> Claim:
+        text = canonical_json(dict(value))
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO claims VALUES (?, ?, ?)", (key, text, ts_str(ts))
+            )
+            if cursor.rowcount == 1:
+                return Claim(key, True, json.loads(text))
+            row = db.execute("SELECT value FROM claims WHERE key = ?", (key,)).fetchone()
+        return Claim(key, False, json.loads(row[0]))
+
+    # -- signal state ----------------------------------------------------------------------
+
+    def load(self, key: str) -> Versioned | None:
+        row = self._one("SELECT value, version FROM signal_state WHERE key = ?", (key,))
+        return None if row is None else Versioned(json.loads(row[0]), row[1])
+
+    def load_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, value, version FROM signal_state WHERE key IN "
+                f"({','.join('?' * len(keys))})",
+                list(keys),
+            ).fetchall()
+        return {key: Versioned(json.loads(value), version) for key, value, version in rows}
+
+    def save(self, key: str, value: Mapping[str, Any], *, expected_version: str | None) -> str:
+        version = uuid.uuid4().hex
+        text = canonical_json(dict(value))
+        with self._transaction() as db:
+            if expected_version is None:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO signal_state VALUES (?, ?, ?)", (key, text, version)
+                )
+            else:
+                cursor = db.execute(
+                    "UPDATE signal_state SET value = ?, version = ? WHERE key = ? AND version = ?",
+                    (text, version, key, expected_version),
+                )
+            if cursor.rowcount != 1:
+                raise Conflict(f"signal state {key!r} changed since version {expected_version}")
+        return version

@@ -1,0 +1,166 @@
+"""The store contract: every store adapter must pass these, whatever is behind it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from adapters.sqlite_store import SqliteStore
+from domain import audit
+from domain.audit import AuditKind
+from domain.errors import Conflict
+from domain.fills import Fill
+from domain.model import Side
+
+T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+
+StoreFactory = Callable[[Path], SqliteStore]
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStore]:
+    factories: dict[str, StoreFactory] = {"sqlite": lambda p: SqliteStore(p / "books.sqlite")}
+    instance = factories[request.param](tmp_path)
+    yield instance
+    instance.close()
+
+
+def append(store: SqliteStore, event_id: str, partition: str = "acct-1") -> audit.AuditRecord:
+    return audit.append(
+        store,
+        partition=partition,
+        ts_recorded=T0,
+        kind=AuditKind.ORDER_EVENT,
+        event_id=event_id,
+        correlation={"intent_id": "int-1"},
+        payload={"event": event_id},
+    )
+
+
+def test_audit_appends_form_a_verifiable_chain_per_partition(store: SqliteStore) -> None:
+    for i in range(5):
+        append(store, f"e{i}")
+    append(store, "other", partition="acct-2")
+    records = store.records("acct-1")
+    assert [r.seq for r in records] == [0, 1, 2, 3, 4]
+    assert audit.verify(records) is None
+    head = store.head("acct-1")
+    assert head is not None
+    assert audit.verify(records, head=head.hash) is None
+    assert [r.seq for r in store.records("acct-2")] == [0]
+    assert [r.seq for r in store.records("acct-1", from_seq=3, limit=1)] == [3]
+
+
+def test_appending_the_same_event_twice_writes_it_once(store: SqliteStore) -> None:
+    first = append(store, "e1")
+    again = append(store, "e1")
+    assert again == first
+    assert len(store.records("acct-1")) == 1
+
+
+def test_concurrent_appends_keep_one_unbroken_chain(store: SqliteStore) -> None:
+    def writer(worker: int) -> None:
+        for i in range(15):
+            append(store, f"w{worker}-{i}")
+            append(store, f"w{worker}-{i}")  # a retried call
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = store.records("acct-1")
+    assert len(records) == 60
+    assert len({r.event_id for r in records}) == 60
+    assert audit.verify(records) is None
+
+
+def make_fill(execution_id: str, minutes: int, account: str = "acct-1") -> Fill:
+    return Fill(
+        execution_id=execution_id,
+        account=account,
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=Decimal("10"),
+        price=Decimal("187.25"),
+        ts_filled=T0 + timedelta(minutes=minutes),
+        client_order_id="int-1:entry",
+    )
+
+
+def test_a_fill_is_recorded_once_by_execution_id(store: SqliteStore) -> None:
+    assert store.add_fill(make_fill("x-2", 2)) is True
+    assert store.add_fill(make_fill("x-1", 1)) is True
+    assert store.add_fill(make_fill("x-2", 2)) is False
+    store.add_fill(make_fill("x-9", 0, account="acct-2"))
+    assert [f.execution_id for f in store.fills("acct-1")] == ["x-1", "x-2"]
+    assert store.fills("acct-1", symbol="MSFT") == []
+    assert store.fills("acct-1")[0] == make_fill("x-1", 1)
+
+
+def test_an_idempotency_key_is_claimed_once_and_returns_the_first_value(
+    store: SqliteStore,
+) -> None:
+    first = store.claim("POST /orders:abc", {"intent_id": "int-1"}, ts=T0)
+    second = store.claim("POST /orders:abc", {"intent_id": "int-2"}, ts=T0)
+    assert first.created is True
+    assert second.created is False
+    assert second.value == {"intent_id": "int-1"}
+
+
+def test_concurrent_claims_of_one_key_create_exactly_one(store: SqliteStore) -> None:
+    results: list[bool] = []
+
+    def claimer(n: int) -> None:
+        results.append(store.claim("k", {"n": n}, ts=T0).created)
+
+    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_signal_state_round_trips_with_optimistic_versions(store: SqliteStore) -> None:
+    assert store.load("sma:AAPL") is None
+    v1 = store.save("sma:AAPL", {"fast": [1.5, 2.5], "n": 3}, expected_version=None)
+    loaded = store.load("sma:AAPL")
+    assert loaded is not None and loaded.value == {"fast": [1.5, 2.5], "n": 3}
+    assert loaded.version == v1
+    v2 = store.save("sma:AAPL", {"n": 4}, expected_version=v1)
+    assert v2 != v1
+    with pytest.raises(Conflict):
+        store.save("sma:AAPL", {"n": 5}, expected_version=v1)
+    with pytest.raises(Conflict):
+        store.save("sma:AAPL", {"n": 5}, expected_version=None)
+    store.save("sma:MSFT", {"n": 1}, expected_version=None)
+    many = store.load_many(["sma:AAPL", "sma:MSFT", "sma:NONE"])
+    assert {k: v.value for k, v in many.items()} == {"sma:AAPL": {"n": 4}, "sma:MSFT": {"n": 1}}
+
+
+def test_sqlite_tampering_with_a_stored_record_is_detected(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "books.sqlite")
+    try:
+        for i in range(4):
+            append(store, f"e{i}")
+    finally:
+        store.close()
+    raw = sqlite3.connect(tmp_path / "books.sqlite")
+    raw.execute(
+        'UPDATE audit SET body = replace(body, \'"event":"e2"\', \'"event":"forged"\') '
+        "WHERE seq = 2"
+    )
+    raw.commit()
+    raw.close()
+    reopened = SqliteStore(tmp_path / "books.sqlite")
+    try:
+        assert audit.verify(reopened.records("acct-1")) == 2
+    finally:
+        reopened.close()
