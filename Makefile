@@ -29,6 +29,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.ticks
 	$(BIN)/python -m bench.durable
 
 clean:

@@ -1,0 +1,5 @@
+import sys
+
+from devhost.cli import main
+
+sys.exit(main())

@@ -1,0 +1,279 @@
+"""``python -m devhost``: serve the app locally, or look inside devhost's stores."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections import Counter
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from devhost import logs
+from devhost.app_index import UnsupportedApp, load_app
+from devhost.durable.clock import SystemClock, from_micros
+from devhost.durable.engine import DurableEngine
+from devhost.durable.history import EventType
+from devhost.durable.store import Store
+from devhost.eventhub import EventLog
+from devhost.host import DevHost, Feed, HostConfig
+from devhost.settings import apply_settings, read_local_settings
+from devhost.sources import EventSource, FileReplay, SyntheticMarket
+
+log = logging.getLogger("devhost")
+
+DURABLE_STORE = "durable.sqlite"
+EVENT_LOG = "eventhubs.sqlite"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost",
+        description=(
+            "A local host for this Functions app: serves its HTTP triggers, fires its timers, "
+            "feeds its Event Hub triggers and runs its durable orchestrations, activities and "
+            "entities through the real durable SDK, with state in SQLite. For development and "
+            "tests; not a production host."
+        ),
+    )
+    parser.add_argument(
+        "--root", type=Path, default=Path.cwd(), help="app folder (host.json, settings)"
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="where devhost keeps its SQLite stores (default: <root>/.devhost)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    start = commands.add_parser(
+        "start",
+        help="serve the app: HTTP triggers, timers, Event Hub feeds, durable functions",
+        description="Serve the app until interrupted (Ctrl+C). State survives restarts.",
+    )
+    start.add_argument("--app", default="function_app:app", help="module:attribute of the app")
+    start.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
+    start.add_argument("--port", type=int, default=7071, help="HTTP port (default 7071)")
+    start.add_argument(
+        "--feed",
+        default="none",
+        help="Event Hub source: 'none', 'synthetic', or 'file:PATH' (.jsonl or .csv)",
+    )
+    start.add_argument("--hub", default="ticks", help="the Event Hub the feed publishes to")
+    start.add_argument(
+        "--symbols", default="AAPL,MSFT,NVDA,SPY", help="synthetic feed: comma-separated symbols"
+    )
+    start.add_argument("--seed", type=int, default=1, help="synthetic feed: random seed")
+    start.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="events per second the feed publishes (default: as fast as they are consumed)",
+    )
+    start.add_argument(
+        "--limit", type=int, default=None, help="synthetic feed: stop after this many events"
+    )
+    start.add_argument("--activity-workers", type=int, default=4, help="threads running activities")
+    start.add_argument("--no-timers", action="store_true", help="do not fire timer triggers")
+    start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    start.add_argument(
+        "--plain-logs", action="store_true", help="human-readable logs instead of JSON lines"
+    )
+
+    commands.add_parser(
+        "status", help="durable instances by status, Event Hub lag and failed batches"
+    )
+    instances = commands.add_parser("instances", help="list durable instances")
+    instances.add_argument(
+        "--status", action="append", help="only these runtime statuses (repeatable)"
+    )
+    instances.add_argument("--prefix", default=None, help="only ids starting with this")
+    instances.add_argument("--top", type=int, default=50, help="at most this many (default 50)")
+    history = commands.add_parser("history", help="an instance's history, one event a line")
+    history.add_argument("instance_id")
+    history.add_argument("--json", action="store_true", help="the raw history events as JSON")
+    return parser
+
+
+def make_source(args: argparse.Namespace) -> EventSource | None:
+    feed: str = args.feed
+    if feed == "none":
+        return None
+    if feed == "synthetic":
+        symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
+        return SyntheticMarket(symbols, seed=args.seed, limit=args.limit)
+    if feed.startswith("file:"):
+        path = Path(feed.removeprefix("file:"))
+        if not path.is_file():
+            raise SystemExit(f"--feed: no such file: {path}")
+        return FileReplay(path)
+    raise SystemExit(f"--feed: expected none, synthetic or file:PATH, got {feed!r}")
+
+
+async def serve(args: argparse.Namespace, state_dir: Path) -> None:
+    root: Path = args.root.resolve()
+    sys.path.insert(0, str(root))
+    apply_settings(read_local_settings(root), os.environ)
+    app = load_app(*args.app.split(":", 1))
+    base_url = f"http://{args.host}:{args.port}"
+    source = make_source(args)
+    feeds = [] if source is None else [Feed(source, hub=args.hub, rate=args.rate)]
+    config = HostConfig(
+        root, state_dir, port=args.port, feeds=feeds, enable_timers=not args.no_timers
+    )
+    # Durable client bindings need devhost's Durable HTTP API, which is not served yet: a
+    # function that asks for one is refused at start-up (HttpHost says which).
+    engine = DurableEngine(
+        app,
+        state_dir / DURABLE_STORE,
+        clock=SystemClock(),
+        activity_workers=args.activity_workers,
+        app_import=args.app,
+    )
+    host = DevHost(config, app)
+    runner = web.AppRunner(host.application(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, args.host, args.port).start()
+    engine.start()
+    host.start_background_loops()
+    print(banner(host, base_url), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await host.stop()
+    await runner.cleanup()
+    engine.close()
+
+
+def banner(host: DevHost, base_url: str) -> str:
+    lines = [f"devhost serving {len(host.index.functions)} functions on {base_url}"]
+    prefix = f"{host.http.route_prefix.strip('/')}/" if host.http.route_prefix.strip("/") else ""
+    for route in host.http.routes:
+        methods = ",".join(sorted(route.methods))
+        lines.append(
+            f"  {route.spec.name}: [{methods}] {base_url}/{prefix}{route.template.template}"
+            f"  (auth: {route.auth_level})"
+        )
+    for timer in host.timers.timers:
+        lines.append(f"  {timer.spec.name}: timer {timer.schedule.expression}")
+    for listener in host.listeners:
+        lines.append(f"  {listener.spec.name}: event hub {listener.hub} ({listener.group})")
+    if not os.environ.get("DEVHOST_FUNCTION_KEY"):
+        lines.append(
+            f"  keys for this run: function key {next(iter(host.keys.function_keys))}, "
+            f"master key {host.keys.master_key} (set DEVHOST_FUNCTION_KEY and "
+            "DEVHOST_MASTER_KEY in local.settings.json to fix them)"
+        )
+    return "\n".join(lines)
+
+
+def _when(micros: int) -> str:
+    return from_micros(micros).astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def show_status(state_dir: Path) -> int:
+    durable = state_dir / DURABLE_STORE
+    if durable.is_file():
+        store = Store(durable)
+        try:
+            rows = store.query_instances()
+            counts = Counter(row.status for row in rows)
+            print(f"durable instances: {len(rows)}")
+            for status, count in sorted(counts.items()):
+                print(f"  {status:<16} {count}")
+            print(f"pending messages: {len(store.messages())}")
+            print(f"pending activities: {len(store.activities())}")
+        finally:
+            store.close()
+    else:
+        print(f"no durable store at {durable}")
+    hubs = state_dir / EVENT_LOG
+    if hubs.is_file():
+        event_log = EventLog(hubs)
+        try:
+            for hub, group, lag in event_log.lags():
+                print(f"event hub {hub} ({group}): {lag} events not yet checkpointed")
+            for failure in event_log.failed_batches():
+                print(f"failed batch: {json.dumps(failure)}")
+        finally:
+            event_log.close()
+    return 0
+
+
+def show_instances(state_dir: Path, args: argparse.Namespace) -> int:
+    store = Store(state_dir / DURABLE_STORE)
+    try:
+        rows = store.query_instances(statuses=args.status, prefix=args.prefix, limit=args.top)
+    finally:
+        store.close()
+    for row in rows:
+        print(
+            f"{row.instance_id}  {row.name}  {row.status}  created {_when(row.created_at)}  "
+            f"updated {_when(row.updated_at)}"
+        )
+    if not rows:
+        print("no instances")
+    return 0
+
+
+def describe(event: dict[str, Any]) -> str:
+    kind = EventType(int(event["EventType"])).name
+    details = [
+        f"{key}={event[key]}"
+        for key in ("Name", "TaskScheduledId", "TimerId", "FireAt", "InstanceId")
+        if event.get(key) not in (None, "")
+    ]
+    for key in ("Input", "Result", "Reason"):
+        if event.get(key):
+            text = str(event[key])
+            details.append(f"{key}={text[:80]}{'...' if len(text) > 80 else ''}")
+    return f"{event.get('Timestamp', '')}  #{event.get('EventId', -1):<3} {kind}  " + " ".join(
+        details
+    )
+
+
+def show_history(state_dir: Path, instance_id: str, as_json: bool) -> int:
+    store = Store(state_dir / DURABLE_STORE)
+    try:
+        events = [json.loads(text) for text in store.history(instance_id)]
+    finally:
+        store.close()
+    if not events:
+        print(f"no history for {instance_id!r}", file=sys.stderr)
+        return 1
+    for event in events:
+        print(json.dumps(event) if as_json else describe(event))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    root: Path = args.root.resolve()
+    state_dir: Path = (args.state_dir or root / ".devhost").resolve()
+    if args.command == "start":
+        logs.configure(args.log_level, json_lines=not args.plain_logs)
+        try:
+            asyncio.run(serve(args, state_dir))
+        except UnsupportedApp as refused:
+            print(str(refused), file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "status":
+        return show_status(state_dir)
+    if args.command == "instances":
+        return show_instances(state_dir, args)
+    return show_history(state_dir, args.instance_id, args.json)

@@ -1,0 +1,135 @@
+"""``python -m devhost`` inspection commands over stores a real engine wrote."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from devhost.cli import DURABLE_STORE, EVENT_LOG, main
+from devhost.durable import DurableEngine, VirtualClock
+from devhost.eventhub import EventLog
+from tests.functions import conformance_app
+
+T0_ISO = "2026-03-02T15:00:00+00:00"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    with DurableEngine(
+        conformance_app.app, tmp_path / DURABLE_STORE, clock=VirtualClock(), activity_workers=0
+    ) as engine:
+        engine.start_new("chain", "chain-1", 2)
+        engine.start_new("waits_forever", "waiting-1")
+        engine.run_until_idle()
+    event_log = EventLog(tmp_path / EVENT_LOG)
+    event_log.publish("ticks", [("AAPL", b"{}")] * 3, ts_enqueued=datetime.fromisoformat(T0_ISO))
+    event_log.close()
+    return tmp_path
+
+
+def test_status_counts_instances_and_reports_hub_lag(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--state-dir", str(state_dir), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "durable instances: 2" in out
+    assert "Completed" in out and "Running" in out
+    assert "event hub ticks ($Default): 3 events not yet checkpointed" in out
+
+
+def test_instances_filters_by_status(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--state-dir", str(state_dir), "instances", "--status", "Running"]) == 0
+    out = capsys.readouterr().out
+    assert "waiting-1" in out and "chain-1" not in out
+
+
+def test_history_lists_events_in_order(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--state-dir", str(state_dir), "history", "chain-1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    kinds = [line.split()[2] for line in lines]
+    assert kinds[0] == "ORCHESTRATOR_STARTED"
+    assert kinds[1] == "EXECUTION_STARTED"
+    assert kinds.count("TASK_SCHEDULED") == 3 and kinds.count("TASK_COMPLETED") == 3
+    assert kinds[-2:] == ["EXECUTION_COMPLETED", "ORCHESTRATOR_COMPLETED"]
+    assert main(["--state-dir", str(state_dir), "history", "chain-1", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-2]["EventType"] == 1
+
+
+def test_history_of_an_unknown_instance_fails(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--state-dir", str(state_dir), "history", "nope"]) == 1
+    assert "no history" in capsys.readouterr().err
+
+
+def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("start", "status", "instances", "history"):
+        assert command in out
+    with pytest.raises(SystemExit):
+        main(["start", "--help"])
+    out = capsys.readouterr().out
+    assert "--feed" in out and "synthetic" in out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_start_serves_the_real_app_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--root",
+            str(root),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "start",
+            "--port",
+            str(port),
+            "--plain-logs",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        response = None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert response is not None, process.communicate(timeout=5)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=30)
+        assert process.returncode == 0
+        assert f"http://127.0.0.1:{port}/api/health" in out
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
