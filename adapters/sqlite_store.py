@@ -72,6 +72,13 @@ class SqliteStore:
         self._db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        (stored,) = self._db.execute(
+            "SELECT value FROM meta WHERE name = 'schema_version'"
+        ).fetchone()
+        if int(stored) != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path}: books schema {stored} is not the supported {SCHEMA_VERSION}"
+            )
 
     def close(self) -> None:
         with self._lock:

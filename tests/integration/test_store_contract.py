@@ -164,3 +164,13 @@ def test_sqlite_tampering_with_a_stored_record_is_detected(tmp_path: Path) -> No
         assert audit.verify(reopened.records("acct-1")) == 2
     finally:
         reopened.close()
+
+
+def test_sqlite_refuses_books_written_by_another_schema_version(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "books.sqlite").close()
+    raw = sqlite3.connect(tmp_path / "books.sqlite")
+    raw.execute("UPDATE meta SET value = '99' WHERE name = 'schema_version'")
+    raw.commit()
+    raw.close()
+    with pytest.raises(RuntimeError, match="schema 99"):
+        SqliteStore(tmp_path / "books.sqlite")
