@@ -23,6 +23,7 @@ from devhost.durable.clock import SystemClock, from_micros
 from devhost.durable.engine import DurableEngine
 from devhost.durable.history import EventType
 from devhost.durable.store import Store
+from devhost.durable_api import DurableApi, client_payload
 from devhost.eventhub import EventLog
 from devhost.host import DevHost, Feed, HostConfig
 from devhost.settings import apply_settings, read_local_settings
@@ -130,16 +131,26 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> None:
     config = HostConfig(
         root, state_dir, port=args.port, feeds=feeds, enable_timers=not args.no_timers
     )
-    # Durable client bindings need devhost's Durable HTTP API, which is not served yet: a
-    # function that asks for one is refused at start-up (HttpHost says which).
+    engine_holder: dict[str, DurableApi] = {}
+
+    def payload() -> str:
+        return client_payload(base_url, engine_holder["api"].hub, engine_holder["api"].key)
+
     engine = DurableEngine(
         app,
         state_dir / DURABLE_STORE,
         clock=SystemClock(),
         activity_workers=args.activity_workers,
         app_import=args.app,
+        client_payload=payload,
     )
-    host = DevHost(config, app)
+    host = DevHost(
+        config,
+        app,
+        client_payload=payload,
+        extra_routes=lambda web_app: engine_holder["api"].add_routes(web_app),
+    )
+    engine_holder["api"] = DurableApi(engine, host.keys.master_key, host.hub_name)
     runner = web.AppRunner(host.application(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()

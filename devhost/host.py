@@ -81,6 +81,8 @@ class DevHost:
         self.now = now
         apply_settings(read_local_settings(config.root), os.environ)
         self.host_json = read_host_json(config.root)
+        durable = self.host_json.get("extensions", {}).get("durableTask", {})
+        self.hub_name = str(durable.get("hubName") or "TestHubName")
         self.index: AppIndex = index_app(app)
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="devhost-fn")
