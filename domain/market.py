@@ -23,6 +23,8 @@ from domain.errors import ValidationError
 from domain.model import SYMBOL_PATTERN
 from domain.serde import parse_ts, ts_str
 
+_INF = math.inf
+
 # Clocks disagree a little; a timestamp further ahead than this is not believable.
 MAX_FUTURE_SKEW = timedelta(seconds=60)
 
@@ -233,6 +235,37 @@ def _now_utc(now: datetime | None) -> datetime | None:
 def parse_tick(data: object, *, now: datetime | None) -> Tick | ParseError:
     """A validated trade, or why not. ``now`` bounds how far in the future ``ts`` may be
     (``None`` skips that check, for replaying history)."""
+    # Fast path for the feed's own shape (a dict, a known symbol, float price, UTC "Z"
+    # time): every check of the general path, written out without calls. Anything else,
+    # including every invalid event, takes the general path, which also says why.
+    if type(data) is dict:
+        symbol = data.get("symbol")
+        price = data.get("price")
+        size = data.get("size")
+        ts_text = data.get("ts")
+        if (
+            type(symbol) is str
+            and symbol in _KNOWN_SYMBOLS
+            and type(price) is float
+            and 0.0 < price < _INF
+            and (type(size) is int or type(size) is float)
+            and 0 <= size < _INF
+            and type(ts_text) is str
+        ):
+            try:
+                ts = datetime.fromisoformat(ts_text)
+            except ValueError:
+                ts = None
+            if ts is not None and ts.tzinfo is UTC and (now is None or ts - now <= MAX_FUTURE_SKEW):
+                trade_id = data.get("id")
+                if trade_id is None or type(trade_id) is str:
+                    return Tick(symbol, price, float(size), ts, trade_id)
+                if type(trade_id) is int:
+                    return Tick(symbol, price, float(size), ts, str(trade_id))
+    return _parse_tick_general(data, now)
+
+
+def _parse_tick_general(data: object, now: datetime | None) -> Tick | ParseError:
     try:
         event = _check_mapping(data)
         symbol = _symbol(event)

@@ -202,3 +202,27 @@ json_values = st.recursive(
 def test_arbitrary_input_never_raises(raw: dict[str, Any]) -> None:
     result = parse_market_event(raw, now=NOW)
     assert isinstance(result, Tick | Quote | Bar | ParseError)
+
+
+@given(
+    symbol=st.sampled_from(["AAPL", "MSFT", "aapl", "BTC/USD"]),
+    price=st.one_of(st.floats(), st.integers(-5, 5), st.just("1.5")),
+    size=st.one_of(st.floats(), st.integers(-5, 1000)),
+    ts=st.one_of(
+        st.just("2026-03-02T14:59:59.5Z"),
+        st.just("2026-03-02T14:59:59+00:00"),
+        st.just("2026-03-02T09:59:59-05:00"),
+        st.just("2026-03-02T14:59:59"),
+        st.just("2026-03-02T15:05:00Z"),
+        st.just("garbage"),
+    ),
+    trade_id=st.one_of(st.none(), st.integers(0, 10), st.text(max_size=3), st.just([1])),
+)
+def test_the_fast_path_agrees_with_the_general_parser(
+    symbol: str, price: object, size: object, ts: str, trade_id: object
+) -> None:
+    from domain.market import _parse_tick_general
+
+    raw = {"symbol": symbol, "price": price, "size": size, "ts": ts, "id": trade_id}
+    parse_tick(raw, now=NOW)  # the first sighting of a symbol warms the fast path
+    assert parse_tick(raw, now=NOW) == _parse_tick_general(raw, NOW)

@@ -1,0 +1,519 @@
+"""Strategies: one ``Strategy`` protocol, each strategy in two forms that give the same
+targets: incremental (tick in, signal out when the target changes) for live trading, and
+vectorised (price arrays in, target positions out) for backtests.
+
+Targets are -1 (short), 0 (flat) or +1 (long) per symbol. A strategy ignores a tick that
+is not newer than the last one it saw for that symbol (a replay or an out-of-order
+delivery), so redelivered batches cannot produce signals twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from domain import indicators
+from domain.errors import ValidationError
+from domain.ids import stable_id
+from domain.market import Tick
+from domain.model import parse_symbol
+from domain.serde import parse_ts, ts_str
+
+Targets = NDArray[np.int8]
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A change of target position, with the prices it was decided at."""
+
+    strategy_id: str
+    symbols: tuple[str, ...]
+    targets: tuple[int, ...]
+    prices: tuple[float, ...]
+    ts_signal: datetime
+
+    @property
+    def signal_id(self) -> str:
+        return stable_id(
+            "sig", self.strategy_id, list(self.symbols), ts_str(self.ts_signal), list(self.targets)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signal_id": self.signal_id,
+            "strategy_id": self.strategy_id,
+            "symbols": list(self.symbols),
+            "targets": list(self.targets),
+            "prices": list(self.prices),
+            "ts_signal": ts_str(self.ts_signal),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signal:
+        symbols = tuple(parse_symbol(s) for s in data.get("symbols") or [])
+        targets = tuple(int(t) for t in data.get("targets") or [])
+        prices = tuple(float(p) for p in data.get("prices") or [])
+        if not symbols or len(targets) != len(symbols) or len(prices) != len(symbols):
+            raise ValidationError("symbols", "symbols, targets and prices must pair up")
+        if any(t not in (-1, 0, 1) for t in targets):
+            raise ValidationError("targets", "each target must be -1, 0 or 1")
+        return cls(
+            strategy_id=str(data.get("strategy_id")),
+            symbols=symbols,
+            targets=targets,
+            prices=prices,
+            ts_signal=parse_ts(data.get("ts_signal"), "ts_signal"),
+        )
+
+
+class Strategy(Protocol):
+    @property
+    def strategy_id(self) -> str: ...
+
+    @property
+    def symbols(self) -> tuple[str, ...]: ...
+
+    def on_tick(self, tick: Tick) -> Signal | None:
+        """Update with one trade; a signal when the target position changes."""
+        ...
+
+    def targets(self, prices: NDArray[np.float64]) -> Targets:
+        """Target positions for a whole series: ``prices`` has one column per symbol, one
+        row per update; the result has the same shape."""
+        ...
+
+    def to_dict(self) -> dict[str, Any]:
+        """Configuration and state, so another process continues exactly."""
+        ...
+
+
+def _positive_int(config: Mapping[str, Any], name: str) -> int:
+    value = config.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValidationError(name, "must be an integer of at least 1")
+    return value
+
+
+def _number(config: Mapping[str, Any], name: str, default: float | None = None) -> float:
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(name, "must be a number")
+    return float(value)
+
+
+def _last_ts(state: Mapping[str, Any]) -> dict[str, datetime]:
+    return {str(k): parse_ts(v, "last_ts") for k, v in (state.get("last_ts") or {}).items()}
+
+
+class _Base:
+    """Tick ordering, the current target and signal emission, shared by every strategy."""
+
+    kind = ""
+
+    def __init__(self, symbols: tuple[str, ...], allow_short: bool) -> None:
+        self._symbols = symbols
+        self.allow_short = allow_short
+        self.position = 0
+        self.last_ts: dict[str, datetime] = {}
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return self._symbols
+
+    def _fresh(self, tick: Tick) -> bool:
+        last = self.last_ts.get(tick.symbol)
+        if last is not None and tick.ts_event <= last:
+            return False
+        self.last_ts[tick.symbol] = tick.ts_event
+        return True
+
+    def _clip(self, target: int) -> int:
+        return target if (target >= 0 or self.allow_short) else 0
+
+    def _base_state(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "last_ts": {k: ts_str(v) for k, v in self.last_ts.items()},
+        }
+
+    def _restore_base(self, state: Mapping[str, Any]) -> None:
+        position = state.get("position", 0)
+        if position not in (-1, 0, 1):
+            raise ValidationError("position", "must be -1, 0 or 1")
+        self.position = int(position)
+        self.last_ts = _last_ts(state)
+
+
+class _Crossover(_Base):
+    """Long when the fast average is above the slow one; short (or flat) below."""
+
+    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool) -> None:
+        if fast >= slow:
+            raise ValidationError("fast", f"must be shorter than slow ({fast} >= {slow})")
+        super().__init__((parse_symbol(symbol),), allow_short)
+        self.fast = fast
+        self.slow = slow
+
+    @property
+    def strategy_id(self) -> str:
+        return f"{self.kind}:{self._symbols[0]}:{self.fast}:{self.slow}"
+
+    def _decide(self, fast: float | None, slow: float | None) -> int:
+        if fast is None or slow is None:
+            return self.position
+        if fast > slow:
+            return 1
+        if fast < slow:
+            return self._clip(-1)
+        return self.position
+
+    def _vectorised(self, fast: NDArray[np.float64], slow: NDArray[np.float64]) -> Targets:
+        n = len(fast)
+        raw = np.full(n, np.nan)
+        warm = ~np.isnan(fast) & ~np.isnan(slow)
+        raw[warm & (fast > slow)] = 1.0
+        raw[warm & (fast < slow)] = -1.0 if self.allow_short else 0.0
+        return _hold(raw).reshape(n, 1)
+
+    def _emit(self, tick: Tick, target: int) -> Signal | None:
+        if target == self.position:
+            return None
+        self.position = target
+        return Signal(self.strategy_id, self._symbols, (target,), (tick.price,), tick.ts_event)
+
+
+def _hold(raw: NDArray[np.float64]) -> Targets:
+    """Forward-fill decisions (NaN = keep the previous target), starting flat."""
+    index = np.where(np.isnan(raw), 0, np.arange(len(raw)))
+    np.maximum.accumulate(index, out=index)
+    filled = raw[index]
+    filled[np.isnan(filled)] = 0.0
+    return filled.astype(np.int8)
+
+
+class SmaCrossover(_Crossover):
+    kind = "sma_cross"
+
+    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool = False) -> None:
+        super().__init__(symbol, fast, slow, allow_short)
+        self.fast_avg = indicators.SMA(fast)
+        self.slow_avg = indicators.SMA(slow)
+
+    def on_tick(self, tick: Tick) -> Signal | None:
+        # The hot path of the Event Hub trigger: the checks of _fresh and _decide are
+        # written out here to save two calls per tick.
+        symbol = tick.symbol
+        if symbol != self._symbols[0]:
+            return None
+        ts = tick.ts_event
+        last = self.last_ts.get(symbol)
+        if last is not None and ts <= last:
+            return None
+        self.last_ts[symbol] = ts
+        price = tick.price
+        fast = self.fast_avg.update(price)
+        slow = self.slow_avg.update(price)
+        if fast is None or slow is None or fast == slow:
+            return None
+        target = 1 if fast > slow else (-1 if self.allow_short else 0)
+        if target == self.position:
+            return None
+        return self._emit(tick, target)
+
+    def targets(self, prices: NDArray[np.float64]) -> Targets:
+        column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
+        return self._vectorised(
+            indicators.sma(column, self.fast), indicators.sma(column, self.slow)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "symbol": self._symbols[0],
+            "fast": self.fast,
+            "slow": self.slow,
+            "allow_short": self.allow_short,
+            "state": {
+                **self._base_state(),
+                "fast": self.fast_avg.to_dict(),
+                "slow": self.slow_avg.to_dict(),
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._restore_base(state)
+        self.fast_avg = indicators.SMA.from_dict(state["fast"])
+        self.slow_avg = indicators.SMA.from_dict(state["slow"])
+
+
+class EmaCrossover(_Crossover):
+    kind = "ema_cross"
+
+    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool = False) -> None:
+        super().__init__(symbol, fast, slow, allow_short)
+        self.fast_avg = indicators.EMA(fast)
+        self.slow_avg = indicators.EMA(slow)
+
+    def on_tick(self, tick: Tick) -> Signal | None:
+        if tick.symbol != self._symbols[0] or not self._fresh(tick):
+            return None
+        target = self._decide(self.fast_avg.update(tick.price), self.slow_avg.update(tick.price))
+        return self._emit(tick, target)
+
+    def targets(self, prices: NDArray[np.float64]) -> Targets:
+        column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
+        return self._vectorised(
+            indicators.ema(column, self.fast), indicators.ema(column, self.slow)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "symbol": self._symbols[0],
+            "fast": self.fast,
+            "slow": self.slow,
+            "allow_short": self.allow_short,
+            "state": {
+                **self._base_state(),
+                "fast": self.fast_avg.to_dict(),
+                "slow": self.slow_avg.to_dict(),
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._restore_base(state)
+        self.fast_avg = indicators.EMA.from_dict(state["fast"])
+        self.slow_avg = indicators.EMA.from_dict(state["slow"])
+
+
+def _band_decision(z: float, position: int, entry: float, exit_: float) -> int:
+    """Mean reversion with hysteresis: enter beyond ``entry``, leave inside ``exit_``."""
+    if z <= -entry:
+        return 1
+    if z >= entry:
+        return -1
+    if abs(z) <= exit_:
+        return 0
+    return position
+
+
+def _band_vectorised(
+    z: NDArray[np.float64], entry: float, exit_: float, allow_short: bool = True
+) -> Targets:
+    raw = np.full(len(z), np.nan)
+    warm = ~np.isnan(z)
+    raw[warm & (np.abs(z) <= exit_)] = 0.0
+    raw[warm & (z <= -entry)] = 1.0
+    raw[warm & (z >= entry)] = -1.0 if allow_short else 0.0
+    return _hold(raw)
+
+
+def _check_band(entry: float, exit_: float) -> None:
+    if not entry > exit_ >= 0.0:
+        raise ValidationError(
+            "entry_z", f"must exceed exit_z, and exit_z must be >= 0 ({entry}, {exit_})"
+        )
+
+
+class ZScoreReversion(_Base):
+    """Long when the price is ``entry_z`` deviations below its rolling mean, short when
+    above, flat once it is back within ``exit_z``."""
+
+    kind = "zscore"
+
+    def __init__(
+        self,
+        symbol: str,
+        window: int,
+        entry_z: float = 2.0,
+        exit_z: float = 0.5,
+        allow_short: bool = True,
+    ) -> None:
+        _check_band(entry_z, exit_z)
+        super().__init__((parse_symbol(symbol),), allow_short)
+        self.window = window
+        self.entry_z = entry_z
+        self.exit_z = exit_z
+        self.z = indicators.ZScore(window)
+
+    @property
+    def strategy_id(self) -> str:
+        return f"{self.kind}:{self._symbols[0]}:{self.window}:{self.entry_z:g}:{self.exit_z:g}"
+
+    def on_tick(self, tick: Tick) -> Signal | None:
+        if tick.symbol != self._symbols[0] or not self._fresh(tick):
+            return None
+        z = self.z.update(tick.price)
+        if z is None:
+            return None
+        target = self._clip(_band_decision(z, self.position, self.entry_z, self.exit_z))
+        if target == self.position:
+            return None
+        self.position = target
+        return Signal(self.strategy_id, self._symbols, (target,), (tick.price,), tick.ts_event)
+
+    def targets(self, prices: NDArray[np.float64]) -> Targets:
+        column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
+        z = indicators.zscore(column, self.window)
+        return _band_vectorised(z, self.entry_z, self.exit_z, self.allow_short).reshape(-1, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "symbol": self._symbols[0],
+            "window": self.window,
+            "entry_z": self.entry_z,
+            "exit_z": self.exit_z,
+            "allow_short": self.allow_short,
+            "state": {**self._base_state(), "z": self.z.to_dict()},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._restore_base(state)
+        self.z = indicators.ZScore.from_dict(state["z"])
+
+
+class PairsSpread(_Base):
+    """Trades the spread ``price_a - hedge_ratio * price_b``: long the spread (long A,
+    short B) when its z-score is ``entry_z`` below its rolling mean, short the spread when
+    above, flat within ``exit_z``. Updates on every tick of either leg once both have a
+    price, with the last price of the other leg."""
+
+    kind = "pairs"
+
+    def __init__(
+        self,
+        symbol_a: str,
+        symbol_b: str,
+        hedge_ratio: float,
+        window: int,
+        entry_z: float = 2.0,
+        exit_z: float = 0.5,
+    ) -> None:
+        if symbol_a == symbol_b:
+            raise ValidationError("symbol_b", "must differ from symbol_a")
+        if not hedge_ratio > 0:
+            raise ValidationError("hedge_ratio", "must be greater than zero")
+        _check_band(entry_z, exit_z)
+        super().__init__((parse_symbol(symbol_a), parse_symbol(symbol_b)), True)
+        self.hedge_ratio = hedge_ratio
+        self.window = window
+        self.entry_z = entry_z
+        self.exit_z = exit_z
+        self.z = indicators.ZScore(window)
+        self.last_price: dict[str, float] = {}
+
+    @property
+    def strategy_id(self) -> str:
+        a, b = self._symbols
+        return f"{self.kind}:{a}:{b}:{self.hedge_ratio:g}:{self.window}"
+
+    def on_tick(self, tick: Tick) -> Signal | None:
+        if tick.symbol not in self._symbols or not self._fresh(tick):
+            return None
+        self.last_price[tick.symbol] = tick.price
+        a, b = self._symbols
+        if a not in self.last_price or b not in self.last_price:
+            return None
+        z = self.z.update(self.last_price[a] - self.hedge_ratio * self.last_price[b])
+        if z is None:
+            return None
+        target = _band_decision(z, self.position, self.entry_z, self.exit_z)
+        if target == self.position:
+            return None
+        self.position = target
+        prices = (self.last_price[a], self.last_price[b])
+        return Signal(self.strategy_id, self._symbols, (target, -target), prices, tick.ts_event)
+
+    def targets(self, prices: NDArray[np.float64]) -> Targets:
+        """``prices`` rows are (last price of A, last price of B) after each update."""
+        pair = np.asarray(prices, dtype=np.float64)
+        if pair.ndim != 2 or pair.shape[1] != 2:
+            raise ValidationError("prices", "must have two columns, A and B")
+        spread = pair[:, 0] - self.hedge_ratio * pair[:, 1]
+        position = _band_vectorised(
+            indicators.zscore(spread, self.window), self.entry_z, self.exit_z
+        )
+        return np.stack([position, -position], axis=1).astype(np.int8)
+
+    def to_dict(self) -> dict[str, Any]:
+        a, b = self._symbols
+        return {
+            "kind": self.kind,
+            "symbol_a": a,
+            "symbol_b": b,
+            "hedge_ratio": self.hedge_ratio,
+            "window": self.window,
+            "entry_z": self.entry_z,
+            "exit_z": self.exit_z,
+            "state": {
+                **self._base_state(),
+                "z": self.z.to_dict(),
+                "last_price": dict(self.last_price),
+            },
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self._restore_base(state)
+        self.z = indicators.ZScore.from_dict(state["z"])
+        self.last_price = {str(k): float(v) for k, v in (state.get("last_price") or {}).items()}
+
+
+AnyStrategy = SmaCrossover | EmaCrossover | ZScoreReversion | PairsSpread
+
+
+def build_strategy(config: Mapping[str, Any]) -> AnyStrategy:
+    """A strategy from its configuration (and state, when ``config`` came from
+    ``to_dict``). Errors name the field."""
+    if not isinstance(config, Mapping):
+        raise ValidationError("strategy", "must be an object")
+    kind = config.get("kind")
+    allow_short = config.get("allow_short")
+    if allow_short is not None and not isinstance(allow_short, bool):
+        raise ValidationError("allow_short", "must be true or false")
+    strategy: AnyStrategy
+    if kind in ("sma_cross", "ema_cross"):
+        cls = SmaCrossover if kind == "sma_cross" else EmaCrossover
+        strategy = cls(
+            parse_symbol(config.get("symbol")),
+            _positive_int(config, "fast"),
+            _positive_int(config, "slow"),
+            bool(allow_short),
+        )
+    elif kind == "zscore":
+        strategy = ZScoreReversion(
+            parse_symbol(config.get("symbol")),
+            _positive_int(config, "window"),
+            _number(config, "entry_z", 2.0),
+            _number(config, "exit_z", 0.5),
+            True if allow_short is None else allow_short,
+        )
+    elif kind == "pairs":
+        strategy = PairsSpread(
+            parse_symbol(config.get("symbol_a"), "symbol_a"),
+            parse_symbol(config.get("symbol_b"), "symbol_b"),
+            _number(config, "hedge_ratio"),
+            _positive_int(config, "window"),
+            _number(config, "entry_z", 2.0),
+            _number(config, "exit_z", 0.5),
+        )
+    else:
+        raise ValidationError(
+            "kind", f"must be sma_cross, ema_cross, zscore or pairs, got {kind!r}"
+        )
+    state = config.get("state")
+    if state is not None:
+        if not isinstance(state, Mapping):
+            raise ValidationError("state", "must be an object")
+        try:
+            strategy.restore(state)
+        except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, ValidationError):
+                raise
+            raise ValidationError("state", f"cannot be restored: {error}") from None
+    return strategy
