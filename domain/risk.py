@@ -1,0 +1,562 @@
+"""Pre-trade risk: limits, and a pure reducer over the account's risk state.
+
+The risk entity (one per account) feeds every operation through :func:`apply_operation`,
+JSON in and JSON out, so decisions for an account are serialised. Decisions are values:
+``reserve`` answers approved (with a reservation) or denied with every failing reason.
+Limits are inclusive: a value exactly at a limit passes, anything beyond is denied.
+Payloads are validated in full before the state changes, because durable entities do not
+roll back an operation that raises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Self
+
+from domain.errors import ValidationError
+from domain.fills import Fill
+from domain.model import Side, parse_symbol
+from domain.portfolio import Position
+from domain.serde import (
+    dec_str,
+    parse_decimal,
+    parse_positive_decimal,
+    parse_ts,
+    require,
+    require_str,
+    ts_str,
+)
+
+ZERO = Decimal(0)
+RATE_WINDOW = timedelta(minutes=1)
+HUNDRED = Decimal(100)
+
+
+class DenialCode(StrEnum):
+    HALTED = "halted"
+    SYMBOL_BLOCKED = "symbol_blocked"
+    SYMBOL_NOT_ALLOWED = "symbol_not_allowed"
+    ORDER_QUANTITY = "order_quantity"
+    ORDER_NOTIONAL = "order_notional"
+    POSITION_NOTIONAL = "position_notional"
+    GROSS_EXPOSURE = "gross_exposure"
+    OPEN_ORDERS = "open_orders"
+    ORDER_RATE = "order_rate"
+    DAILY_LOSS = "daily_loss"
+    PRICE_BAND = "price_band"
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    code: DenialCode
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code.value, "message": self.message}
+
+
+def _optional_decimal(data: Mapping[str, Any], name: str) -> Decimal | None:
+    value = data.get(name)
+    return None if value is None else parse_positive_decimal(value, name)
+
+
+def _optional_int(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValidationError(name, "must be a non-negative integer")
+    return value
+
+
+def _symbols(data: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValidationError(name, "must be a list of symbols")
+    return frozenset(parse_symbol(s, name) for s in value)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """Every limit is optional (None: not checked). ``daily_loss_limit`` is the largest
+    realised loss of the day, as a positive amount; ``price_band_pct`` the largest distance
+    of an order price from the last trade, in percent."""
+
+    max_order_quantity: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_position_notional: Decimal | None = None
+    max_gross_exposure: Decimal | None = None
+    max_open_orders: int | None = None
+    max_orders_per_minute: int | None = None
+    daily_loss_limit: Decimal | None = None
+    price_band_pct: Decimal | None = None
+    allowed_symbols: frozenset[str] | None = None
+    blocked_symbols: frozenset[str] = frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        def dec(value: Decimal | None) -> str | None:
+            return None if value is None else dec_str(value)
+
+        return {
+            "max_order_quantity": dec(self.max_order_quantity),
+            "max_order_notional": dec(self.max_order_notional),
+            "max_position_notional": dec(self.max_position_notional),
+            "max_gross_exposure": dec(self.max_gross_exposure),
+            "max_open_orders": self.max_open_orders,
+            "max_orders_per_minute": self.max_orders_per_minute,
+            "daily_loss_limit": dec(self.daily_loss_limit),
+            "price_band_pct": dec(self.price_band_pct),
+            "allowed_symbols": None
+            if self.allowed_symbols is None
+            else sorted(self.allowed_symbols),
+            "blocked_symbols": sorted(self.blocked_symbols),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        if not isinstance(data, Mapping):
+            raise ValidationError("limits", "must be an object")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValidationError(sorted(unknown)[0], "is not a risk limit")
+        return cls(
+            max_order_quantity=_optional_decimal(data, "max_order_quantity"),
+            max_order_notional=_optional_decimal(data, "max_order_notional"),
+            max_position_notional=_optional_decimal(data, "max_position_notional"),
+            max_gross_exposure=_optional_decimal(data, "max_gross_exposure"),
+            max_open_orders=_optional_int(data, "max_open_orders"),
+            max_orders_per_minute=_optional_int(data, "max_orders_per_minute"),
+            daily_loss_limit=_optional_decimal(data, "daily_loss_limit"),
+            price_band_pct=_optional_decimal(data, "price_band_pct"),
+            allowed_symbols=_symbols(data, "allowed_symbols"),
+            blocked_symbols=_symbols(data, "blocked_symbols") or frozenset(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureLeg:
+    """One order an intent will place: its worst-case price (the limit, or the reference
+    price for a market order) and the last trade, for the price band."""
+
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    last_trade_price: Decimal | None = None
+
+    @property
+    def signed_notional(self) -> Decimal:
+        return self.quantity * self.price * self.side.sign
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "symbol": self.symbol,
+            "side": self.side.value,
+            "quantity": dec_str(self.quantity),
+            "price": dec_str(self.price),
+            "last_trade_price": None
+            if self.last_trade_price is None
+            else dec_str(self.last_trade_price),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        try:
+            side = Side(require(data, "side"))
+        except ValueError:
+            raise ValidationError("side", "must be buy or sell") from None
+        last = data.get("last_trade_price")
+        return cls(
+            symbol=parse_symbol(require(data, "symbol")),
+            side=side,
+            quantity=parse_positive_decimal(require(data, "quantity"), "quantity"),
+            price=parse_positive_decimal(require(data, "price"), "price"),
+            last_trade_price=None if last is None else parse_positive_decimal(last, "last"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    intent_id: str
+    legs: tuple[ExposureLeg, ...]
+    ts_request: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intent_id": self.intent_id,
+            "legs": [leg.to_dict() for leg in self.legs],
+            "ts_request": ts_str(self.ts_request),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        legs = data.get("legs")
+        if not isinstance(legs, list) or not legs:
+            raise ValidationError("legs", "must be a non-empty list")
+        return cls(
+            intent_id=require_str(data, "intent_id"),
+            legs=tuple(ExposureLeg.from_dict(leg) for leg in legs),
+            ts_request=parse_ts(require(data, "ts_request"), "ts_request"),
+        )
+
+
+@dataclass(slots=True)
+class RiskState:
+    account: str
+    limits: RiskLimits = field(default_factory=RiskLimits)
+    halted: bool = False
+    halt_reason: str | None = None
+    day: str | None = None
+    realized_today: Decimal = ZERO
+    positions: dict[str, Position] = field(default_factory=dict)
+    last_price: dict[str, Decimal] = field(default_factory=dict)
+    reservations: dict[str, ReserveRequest] = field(default_factory=dict)
+    remaining: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    order_times: list[datetime] = field(default_factory=list)
+    executions: set[str] = field(default_factory=set)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def open_orders(self) -> int:
+        return sum(1 for legs in self.remaining.values() for q in legs.values() if q > 0)
+
+    def _pending(self) -> dict[str, Decimal]:
+        """Signed notional still reserved per symbol (unfilled quantity of open intents)."""
+        pending: dict[str, Decimal] = {}
+        for intent_id, request in self.reservations.items():
+            left = self.remaining.get(intent_id, {})
+            for index, leg in enumerate(request.legs):
+                quantity = left.get(str(index), ZERO)
+                pending[leg.symbol] = (
+                    pending.get(leg.symbol, ZERO) + quantity * leg.price * leg.side.sign
+                )
+        return pending
+
+    def _position_notional(self, symbol: str, mark: Decimal) -> Decimal:
+        position = self.positions.get(symbol)
+        return ZERO if position is None else position.quantity * mark
+
+    # -- operations ------------------------------------------------------------------------
+
+    def check(self, request: ReserveRequest) -> list[Denial]:
+        limits = self.limits
+        reasons: list[Denial] = []
+        if self.halted:
+            reasons.append(Denial(DenialCode.HALTED, f"trading is halted: {self.halt_reason}"))
+        if limits.daily_loss_limit is not None and -self.realized_today >= limits.daily_loss_limit:
+            reasons.append(
+                Denial(
+                    DenialCode.DAILY_LOSS,
+                    f"realised loss today {dec_str(-self.realized_today)} has reached the "
+                    f"limit {dec_str(limits.daily_loss_limit)}",
+                )
+            )
+        pending = self._pending()
+        new_by_symbol: dict[str, Decimal] = {}
+        for leg in request.legs:
+            notional = leg.quantity * leg.price
+            new_by_symbol[leg.symbol] = new_by_symbol.get(leg.symbol, ZERO) + leg.signed_notional
+            if leg.symbol in limits.blocked_symbols:
+                reasons.append(Denial(DenialCode.SYMBOL_BLOCKED, f"{leg.symbol} is blocked"))
+            if limits.allowed_symbols is not None and leg.symbol not in limits.allowed_symbols:
+                reasons.append(
+                    Denial(DenialCode.SYMBOL_NOT_ALLOWED, f"{leg.symbol} is not allowed")
+                )
+            if limits.max_order_quantity is not None and leg.quantity > limits.max_order_quantity:
+                reasons.append(
+                    Denial(
+                        DenialCode.ORDER_QUANTITY,
+                        f"{leg.symbol}: quantity {dec_str(leg.quantity)} exceeds "
+                        f"{dec_str(limits.max_order_quantity)}",
+                    )
+                )
+            if limits.max_order_notional is not None and notional > limits.max_order_notional:
+                reasons.append(
+                    Denial(
+                        DenialCode.ORDER_NOTIONAL,
+                        f"{leg.symbol}: notional {dec_str(notional)} exceeds "
+                        f"{dec_str(limits.max_order_notional)}",
+                    )
+                )
+            last = leg.last_trade_price or self.last_price.get(leg.symbol)
+            if limits.price_band_pct is not None and last is not None:
+                distance = abs(leg.price - last) / last * HUNDRED
+                if distance > limits.price_band_pct:
+                    reasons.append(
+                        Denial(
+                            DenialCode.PRICE_BAND,
+                            f"{leg.symbol}: price {dec_str(leg.price)} is {distance:.2f}% "
+                            f"from the last trade {dec_str(last)} "
+                            f"(band {dec_str(limits.price_band_pct)}%)",
+                        )
+                    )
+        marks = {leg.symbol: leg.price for leg in request.legs}
+        if limits.max_position_notional is not None:
+            for symbol, added in new_by_symbol.items():
+                total = abs(
+                    self._position_notional(symbol, marks[symbol])
+                    + pending.get(symbol, ZERO)
+                    + added
+                )
+                if total > limits.max_position_notional:
+                    reasons.append(
+                        Denial(
+                            DenialCode.POSITION_NOTIONAL,
+                            f"{symbol}: position would reach {dec_str(total)}, limit "
+                            f"{dec_str(limits.max_position_notional)}",
+                        )
+                    )
+        if limits.max_gross_exposure is not None:
+            gross = sum(
+                (
+                    abs(
+                        self._position_notional(
+                            s, marks.get(s, self.last_price.get(s, p.avg_price))
+                        )
+                    )
+                    for s, p in self.positions.items()
+                ),
+                ZERO,
+            )
+            gross += sum((abs(v) for v in pending.values()), ZERO)
+            gross += sum((leg.quantity * leg.price for leg in request.legs), ZERO)
+            if gross > limits.max_gross_exposure:
+                reasons.append(
+                    Denial(
+                        DenialCode.GROSS_EXPOSURE,
+                        f"gross exposure would reach {dec_str(gross)}, limit "
+                        f"{dec_str(limits.max_gross_exposure)}",
+                    )
+                )
+        if (
+            limits.max_open_orders is not None
+            and self.open_orders() + len(request.legs) > limits.max_open_orders
+        ):
+            reasons.append(
+                Denial(
+                    DenialCode.OPEN_ORDERS,
+                    f"{self.open_orders()} open orders + {len(request.legs)} would exceed "
+                    f"{limits.max_open_orders}",
+                )
+            )
+        if limits.max_orders_per_minute is not None:
+            since = request.ts_request - RATE_WINDOW
+            recent = sum(1 for t in self.order_times if t > since)
+            if recent + len(request.legs) > limits.max_orders_per_minute:
+                reasons.append(
+                    Denial(
+                        DenialCode.ORDER_RATE,
+                        f"{recent} orders in the last minute + {len(request.legs)} would exceed "
+                        f"{limits.max_orders_per_minute}",
+                    )
+                )
+        return reasons
+
+    def reserve(self, request: ReserveRequest) -> dict[str, Any]:
+        if request.intent_id in self.reservations:
+            return {"approved": True, "intent_id": request.intent_id, "existing": True}
+        reasons = self.check(request)
+        if reasons:
+            return {
+                "approved": False,
+                "intent_id": request.intent_id,
+                "reasons": [r.to_dict() for r in reasons],
+            }
+        self.reservations[request.intent_id] = request
+        self.remaining[request.intent_id] = {
+            str(i): leg.quantity for i, leg in enumerate(request.legs)
+        }
+        since = request.ts_request - RATE_WINDOW
+        self.order_times = [t for t in self.order_times if t > since]
+        self.order_times.extend([request.ts_request] * len(request.legs))
+        return {"approved": True, "intent_id": request.intent_id, "existing": False}
+
+    def release(self, intent_id: str) -> dict[str, Any]:
+        released = self.reservations.pop(intent_id, None) is not None
+        self.remaining.pop(intent_id, None)
+        return {"released": released, "intent_id": intent_id}
+
+    def apply_fill(self, fill: Fill) -> dict[str, Any]:
+        if fill.account != self.account:
+            raise ValidationError("account", f"fill is for {fill.account}, not {self.account}")
+        if fill.execution_id in self.executions:
+            return {"applied": False, "halted": self.halted, "flatten": False}
+        position = self.positions.get(fill.symbol) or Position(self.account, fill.symbol)
+        after = position.apply(fill)
+        self.realized_today += (after.realized_pnl - position.realized_pnl) - fill.fee
+        self.positions[fill.symbol] = after
+        self.last_price[fill.symbol] = fill.price
+        self.executions.add(fill.execution_id)
+        intent_id = fill.client_order_id.split(":", 1)[0]
+        request = self.reservations.get(intent_id)
+        if request is not None:
+            left = self.remaining[intent_id]
+            for index, leg in enumerate(request.legs):
+                key = str(index)
+                if leg.symbol == fill.symbol and leg.side == fill.side and left[key] > 0:
+                    left[key] = max(ZERO, left[key] - fill.quantity)
+                    break
+        tripped = False
+        limit = self.limits.daily_loss_limit
+        if limit is not None and not self.halted and -self.realized_today >= limit:
+            self.halted = True
+            self.halt_reason = (
+                f"daily loss limit: realised {dec_str(self.realized_today)} "
+                f"against a limit of {dec_str(limit)}"
+            )
+            tripped = True
+        return {"applied": True, "halted": self.halted, "flatten": tripped}
+
+    def halt(self, reason: str) -> dict[str, Any]:
+        self.halted = True
+        self.halt_reason = reason
+        return {"halted": True, "reason": reason}
+
+    def resume(self) -> dict[str, Any]:
+        self.halted = False
+        self.halt_reason = None
+        return {"halted": False}
+
+    def reset_day(self, day: str) -> dict[str, Any]:
+        """A new trading day: the day's P&L and the order-rate window start again. Positions,
+        reservations and a halt stay: resuming after a halt is an operator's decision."""
+        self.day = day
+        self.realized_today = ZERO
+        self.order_times = []
+        return {"day": day, "halted": self.halted}
+
+    def set_limits(self, limits: RiskLimits) -> dict[str, Any]:
+        self.limits = limits
+        return {"limits": limits.to_dict()}
+
+    # -- serialisation ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "account": self.account,
+            "limits": self.limits.to_dict(),
+            "halted": self.halted,
+            "halt_reason": self.halt_reason,
+            "day": self.day,
+            "realized_today": dec_str(self.realized_today),
+            "positions": [p.to_dict() for p in self.positions.values()],
+            "last_price": {k: dec_str(v) for k, v in self.last_price.items()},
+            "reservations": [r.to_dict() for r in self.reservations.values()],
+            "remaining": {
+                k: {i: dec_str(q) for i, q in v.items()} for k, v in self.remaining.items()
+            },
+            "order_times": [ts_str(t) for t in self.order_times],
+            "executions": sorted(self.executions),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return cls(
+            account=require_str(data, "account"),
+            limits=RiskLimits.from_dict(
+                {k: v for k, v in (data.get("limits") or {}).items() if v is not None}
+            ),
+            halted=bool(data.get("halted", False)),
+            halt_reason=data.get("halt_reason"),
+            day=data.get("day"),
+            realized_today=parse_decimal(data.get("realized_today", "0"), "realized_today"),
+            positions={p["symbol"]: Position.from_dict(p) for p in data.get("positions") or []},
+            last_price={
+                k: parse_decimal(v, "last_price") for k, v in (data.get("last_price") or {}).items()
+            },
+            reservations={
+                r["intent_id"]: ReserveRequest.from_dict(r) for r in data.get("reservations") or []
+            },
+            remaining={
+                k: {i: parse_decimal(q, "remaining") for i, q in v.items()}
+                for k, v in (data.get("remaining") or {}).items()
+            },
+            order_times=[parse_ts(t, "order_times") for t in data.get("order_times") or []],
+            executions={str(e) for e in data.get("executions") or []},
+        )
+
+
+def _payload_str(payload: Mapping[str, Any], name: str) -> str:
+    return require_str(payload, name)
+
+
+Operation = Callable[[RiskState, Mapping[str, Any]], dict[str, Any]]
+
+
+def _op_reserve(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.reserve(ReserveRequest.from_dict(payload))
+
+
+def _op_release(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.release(_payload_str(payload, "intent_id"))
+
+
+def _op_apply_fill(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    fill = Fill.from_dict(payload)
+    if fill.account != state.account:
+        raise ValidationError("account", f"fill is for {fill.account}, not {state.account}")
+    return state.apply_fill(fill)
+
+
+def _op_halt(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.halt(_payload_str(payload, "reason"))
+
+
+def _op_resume(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.resume()
+
+
+def _op_reset_day(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.reset_day(_payload_str(payload, "day"))
+
+
+def _op_set_limits(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.set_limits(RiskLimits.from_dict(payload))
+
+
+def _op_get(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.to_dict()
+
+
+OPERATIONS: dict[str, Operation] = {
+    "reserve": _op_reserve,
+    "release": _op_release,
+    "apply_fill": _op_apply_fill,
+    "halt": _op_halt,
+    "resume": _op_resume,
+    "reset_day": _op_reset_day,
+    "set_limits": _op_set_limits,
+    "get": _op_get,
+}
+
+
+def apply_operation(
+    state: Mapping[str, Any] | None, operation: str, payload: Any, *, account: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The risk entity's reducer: (state, operation, payload) -> (new state, result).
+
+    An unknown operation or a bad payload leaves the state as it was and answers
+    ``{"error": {"field", "reason"}}``; decisions (approvals, denials) are results too.
+    """
+    current = RiskState(account) if state is None else RiskState.from_dict(state)
+    before = current.to_dict()
+    handler = OPERATIONS.get(operation)
+    if handler is None:
+        return before, {"error": {"field": "operation", "reason": f"unknown: {operation!r}"}}
+    if not isinstance(payload, Mapping):
+        payload = {} if payload is None else {"value": payload}
+    # Work on a copy so that a payload refused halfway cannot leave a half-applied change.
+    working = RiskState.from_dict(before)
+    try:
+        result = handler(working, payload)
+    except ValidationError as error:
+        return before, {"error": error.to_dict()}
+    return working.to_dict(), result

@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from domain.model import Side
+from domain.risk import ExposureLeg, ReserveRequest, RiskLimits, RiskState, apply_operation
+
+T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+ACCOUNT = "acct-1"
+
+
+def leg(symbol: str, side: str, qty: str, price: str, last: str | None = None) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "side": side,
+        "quantity": qty,
+        "price": price,
+        "last_trade_price": last,
+    }
+
+
+def request(intent: str, *legs: dict[str, Any], at: datetime = T0) -> dict[str, Any]:
+    return {"intent_id": intent, "legs": list(legs), "ts_request": at.isoformat()}
+
+
+class Entity:
+    """Drives apply_operation the way the entity does: JSON between every call."""
+
+    def __init__(self, **limits: Any) -> None:
+        self.state: dict[str, Any] | None = None
+        if limits:
+            self.call("set_limits", limits)
+
+    def call(self, operation: str, payload: Any = None) -> dict[str, Any]:
+        state, result = apply_operation(self.state, operation, payload, account=ACCOUNT)
+        self.state = json.loads(json.dumps(state))
+        decoded: dict[str, Any] = json.loads(json.dumps(result))
+        return decoded
+
+    def codes(self, payload: dict[str, Any]) -> list[str]:
+        result = self.call("reserve", payload)
+        return [] if result["approved"] else [r["code"] for r in result["reasons"]]
+
+    def fill(
+        self, execution: str, intent: str, side: str, qty: str, price: str, symbol: str = "AAPL"
+    ) -> dict[str, Any]:
+        return self.call(
+            "apply_fill",
+            {
+                "execution_id": execution,
+                "account": ACCOUNT,
+                "symbol": symbol,
+                "side": side,
+                "quantity": qty,
+                "price": price,
+                "ts_filled": T0.isoformat(),
+                "client_order_id": f"{intent}:entry",
+            },
+        )
+
+
+@pytest.mark.parametrize(
+    ("limits", "at_limit", "beyond", "code"),
+    [
+        (
+            {"max_order_quantity": "100"},
+            leg("AAPL", "buy", "100", "10"),
+            leg("AAPL", "buy", "101", "10"),
+            "order_quantity",
+        ),
+        (
+            {"max_order_notional": "1000"},
+            leg("AAPL", "buy", "100", "10"),
+            leg("AAPL", "buy", "100", "10.01"),
+            "order_notional",
+        ),
+        (
+            {"max_position_notional": "1000"},
+            leg("AAPL", "sell", "100", "10"),
+            leg("AAPL", "sell", "101", "10"),
+            "position_notional",
+        ),
+        (
+            {"max_gross_exposure": "1000"},
+            leg("AAPL", "buy", "50", "20"),
+            leg("AAPL", "buy", "51", "20"),
+            "gross_exposure",
+        ),
+        (
+            {"price_band_pct": "5"},
+            leg("AAPL", "buy", "1", "105", "100"),
+            leg("AAPL", "buy", "1", "105.01", "100"),
+            "price_band",
+        ),
+    ],
+)
+def test_each_limit_allows_its_boundary_and_denies_beyond(
+    limits: dict[str, str], at_limit: dict[str, Any], beyond: dict[str, Any], code: str
+) -> None:
+    assert Entity(**limits).codes(request("i1", at_limit)) == []
+    assert Entity(**limits).codes(request("i1", beyond)) == [code]
+
+
+def test_symbol_lists() -> None:
+    entity = Entity(allowed_symbols=["AAPL", "MSFT"], blocked_symbols=["MSFT"])
+    assert entity.codes(request("i1", leg("AAPL", "buy", "1", "1"))) == []
+    assert entity.codes(request("i2", leg("MSFT", "buy", "1", "1"))) == ["symbol_blocked"]
+    assert entity.codes(request("i3", leg("TSLA", "buy", "1", "1"))) == ["symbol_not_allowed"]
+
+
+def test_open_orders_count_reserved_legs_until_filled_or_released() -> None:
+    entity = Entity(max_open_orders=2)
+    assert (
+        entity.codes(request("i1", leg("AAPL", "buy", "1", "1"), leg("MSFT", "sell", "1", "1")))
+        == []
+    )
+    assert entity.codes(request("i2", leg("SPY", "buy", "1", "1"))) == ["open_orders"]
+    entity.call("release", {"intent_id": "i1"})
+    assert entity.codes(request("i2", leg("SPY", "buy", "1", "1"))) == []
+
+
+def test_order_rate_counts_the_last_minute_only() -> None:
+    entity = Entity(max_orders_per_minute=2)
+    assert entity.codes(request("i1", leg("AAPL", "buy", "1", "1"), at=T0)) == []
+    assert (
+        entity.codes(request("i2", leg("AAPL", "buy", "1", "1"), at=T0 + timedelta(seconds=30)))
+        == []
+    )
+    assert entity.codes(
+        request("i3", leg("AAPL", "buy", "1", "1"), at=T0 + timedelta(seconds=59))
+    ) == ["order_rate"]
+    assert (
+        entity.codes(request("i4", leg("AAPL", "buy", "1", "1"), at=T0 + timedelta(seconds=61)))
+        == []
+    )
+
+
+def test_reservations_count_toward_exposure_so_two_intents_cannot_both_slip_under() -> None:
+    entity = Entity(max_position_notional="1000")
+    assert entity.codes(request("i1", leg("AAPL", "buy", "60", "10"))) == []
+    assert entity.codes(request("i2", leg("AAPL", "buy", "60", "10"))) == ["position_notional"]
+
+
+def test_every_failing_reason_is_returned_together() -> None:
+    entity = Entity(max_order_quantity="10", max_order_notional="50", blocked_symbols=["AAPL"])
+    entity.call("halt", {"reason": "manual"})
+    codes = entity.codes(request("i1", leg("AAPL", "buy", "20", "10")))
+    assert sorted(codes) == ["halted", "order_notional", "order_quantity", "symbol_blocked"]
+
+
+def test_reserve_denies_when_halted_and_resume_reopens() -> None:
+    entity = Entity()
+    assert entity.call("halt", {"reason": "kill switch"}) == {
+        "halted": True,
+        "reason": "kill switch",
+    }
+    assert entity.codes(request("i1", leg("AAPL", "buy", "1", "1"))) == ["halted"]
+    entity.call("resume")
+    assert entity.codes(request("i1", leg("AAPL", "buy", "1", "1"))) == []
+
+
+def test_reserve_release_and_fill_are_idempotent() -> None:
+    entity = Entity(max_open_orders=1)
+    first = entity.call("reserve", request("i1", leg("AAPL", "buy", "10", "10")))
+    again = entity.call("reserve", request("i1", leg("AAPL", "buy", "10", "10")))
+    assert first["approved"] and again["approved"] and again["existing"]
+    assert entity.fill("x1", "i1", "buy", "10", "10")["applied"] is True
+    state = json.dumps(entity.state)
+    assert entity.fill("x1", "i1", "buy", "10", "10")["applied"] is False
+    assert json.dumps(entity.state) == state
+    assert entity.call("release", {"intent_id": "i1"})["released"] is True
+    assert entity.call("release", {"intent_id": "i1"})["released"] is False
+
+
+def test_a_filled_leg_moves_from_reserved_to_position_exposure() -> None:
+    entity = Entity(max_position_notional="1000")
+    entity.call("reserve", request("i1", leg("AAPL", "buy", "50", "10")))
+    entity.fill("x1", "i1", "buy", "50", "10")
+    entity.call("release", {"intent_id": "i1"})
+    # 500 held; another 500 reaches the limit exactly, 510 does not fit.
+    assert entity.codes(request("i2", leg("AAPL", "buy", "50", "10"))) == []
+    assert entity.codes(request("i3", leg("AAPL", "buy", "1", "10"))) == ["position_notional"]
+
+
+def test_breaching_the_daily_loss_limit_halts_and_asks_for_a_flatten() -> None:
+    entity = Entity(daily_loss_limit="100")
+    entity.fill("x1", "i1", "buy", "10", "50")
+    result = entity.fill("x2", "i1", "sell", "10", "40.5")  # -95: under the limit
+    assert result == {"applied": True, "halted": False, "flatten": False}
+    entity.fill("x3", "i2", "buy", "10", "50")
+    result = entity.fill("x4", "i2", "sell", "10", "49.5")  # -5 more: exactly at the limit
+    assert result == {"applied": True, "halted": True, "flatten": True}
+    assert sorted(entity.codes(request("i9", leg("AAPL", "buy", "1", "1")))) == [
+        "daily_loss",
+        "halted",
+    ]
+    assert "daily loss" in entity.call("get")["halt_reason"]
+
+
+def test_reset_day_clears_the_days_pnl_but_keeps_the_halt() -> None:
+    entity = Entity(daily_loss_limit="10")
+    entity.fill("x1", "i1", "buy", "1", "50")
+    entity.fill("x2", "i1", "sell", "1", "30")
+    assert entity.call("reset_day", {"day": "2026-03-03"}) == {"day": "2026-03-03", "halted": True}
+    state = entity.call("get")
+    assert state["realized_today"] == "0" and state["halted"] is True
+    entity.call("resume")
+    assert entity.codes(request("i2", leg("AAPL", "buy", "1", "1"))) == []
+
+
+def test_set_limits_replaces_them() -> None:
+    entity = Entity(max_order_quantity="1")
+    assert entity.codes(request("i1", leg("AAPL", "buy", "2", "1"))) == ["order_quantity"]
+    entity.call("set_limits", {"max_order_quantity": "5"})
+    assert entity.codes(request("i1", leg("AAPL", "buy", "2", "1"))) == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "payload", "field"),
+    [
+        ("explode", {}, "operation"),
+        ("reserve", {"intent_id": "i1", "legs": [], "ts_request": T0.isoformat()}, "legs"),
+        ("reserve", request("i1", leg("AAPL", "hold", "1", "1")), "side"),
+        ("reserve", request("i1", leg("AAPL", "buy", "-1", "1")), "quantity"),
+        ("reserve", {"intent_id": "i1", "legs": [leg("AAPL", "buy", "1", "1")]}, "ts_request"),
+        ("set_limits", {"max_order_quantity": "-3"}, "max_order_quantity"),
+        ("set_limits", {"max_leverage": "3"}, "max_leverage"),
+        ("halt", {}, "reason"),
+        ("apply_fill", {"execution_id": "x"}, "side"),
+    ],
+)
+def test_unknown_operations_and_bad_payloads_leave_the_state_unchanged(
+    operation: str, payload: dict[str, Any], field: str
+) -> None:
+    entity = Entity(max_order_quantity="10")
+    entity.call("reserve", request("i0", leg("AAPL", "buy", "1", "1")))
+    before = json.dumps(entity.state)
+    result = entity.call(operation, payload)
+    assert result["error"]["field"] == field
+    assert json.dumps(entity.state) == before
+
+
+def test_state_round_trips_through_json() -> None:
+    state = RiskState(ACCOUNT, limits=RiskLimits(max_order_quantity=Decimal("5")))
+    state.reserve(
+        ReserveRequest("i1", (ExposureLeg("AAPL", Side.BUY, Decimal("1"), Decimal("2")),), T0)
+    )
+    assert RiskState.from_dict(json.loads(json.dumps(state.to_dict()))).to_dict() == state.to_dict()
