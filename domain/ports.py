@@ -8,13 +8,17 @@ identical write is recognised and changes nothing) or is conditional on a versio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.audit import AuditRecord
 from domain.fills import Fill
+from domain.market import MarketEvent
+from domain.orders import Order, OrderLeg
+from domain.portfolio import Position
 
 
 class Clock(Protocol):
@@ -90,3 +94,79 @@ class SignalStateStore(Protocol):
         ...
 
     def load_many(self, keys: Sequence[str]) -> dict[str, Versioned]: ...
+
+
+class OrderStore(Protocol):
+    def create_order(self, order: Order) -> bool:
+        """Store a new order under its client order id; False when it already exists."""
+        ...
+
+    def update_order(self, order: Order, *, expected_version: int) -> None:
+        """Replace the stored order if its version is still ``expected_version``; raises
+        ``domain.errors.Conflict`` otherwise."""
+        ...
+
+    def get_order(self, client_order_id: str) -> Order | None: ...
+
+    def orders_for_intent(self, intent_id: str) -> list[Order]: ...
+
+
+class PositionStore(Protocol):
+    def apply_fill_to_position(self, fill: Fill) -> Position:
+        """Apply a fill to its position exactly once (by execution id), safely against
+        concurrent writers; returns the position after it."""
+        ...
+
+    def positions(self, account: str) -> list[Position]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """The broker's view of an order, as its adapter reports it."""
+
+    broker_order_id: str
+    client_order_id: str
+    status: str
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class MarketClock:
+    ts_now: datetime
+    is_open: bool
+    ts_next_open: datetime
+    ts_next_close: datetime
+
+
+class Broker(Protocol):
+    """Order entry. ``submit`` is idempotent by client order id: an adapter looks the order
+    up before sending it again. Rejections are returned as values by the service layer;
+    adapters raise ``RetryableFault`` for what is worth retrying and ``TerminalError`` for
+    the rest."""
+
+    def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder: ...
+
+    def cancel(self, client_order_id: str) -> BrokerOrder | None: ...
+
+    def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None: ...
+
+    def open_orders(self) -> list[BrokerOrder]: ...
+
+    def positions(self) -> dict[str, Decimal]:
+        """Signed quantity per symbol."""
+        ...
+
+    def buying_power(self) -> Decimal: ...
+
+    def clock(self) -> MarketClock: ...
+
+    def calendar(self, start: date, end: date) -> list[tuple[datetime, datetime]]:
+        """Trading sessions (open, close) between two dates."""
+        ...
+
+
+class MarketFeed(Protocol):
+    def events(self, symbols: Sequence[str]) -> AsyncIterator[MarketEvent]:
+        """Trades, quotes and bars for the symbols, as they arrive."""
+        ...

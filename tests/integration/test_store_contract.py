@@ -17,6 +17,7 @@ from domain.audit import AuditKind
 from domain.errors import Conflict
 from domain.fills import Fill
 from domain.model import Side
+from domain.ports import AuditStore, FillStore, IdempotencyStore, SignalStateStore
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 
@@ -174,3 +175,16 @@ def test_sqlite_refuses_books_written_by_another_schema_version(tmp_path: Path) 
     raw.close()
     with pytest.raises(RuntimeError, match="schema 99"):
         SqliteStore(tmp_path / "books.sqlite")
+
+
+def test_sqlite_store_implements_the_store_ports(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "books.sqlite")
+    # mypy checks these assignments structurally against the Protocols.
+    ports: tuple[AuditStore, FillStore, IdempotencyStore, SignalStateStore] = (
+        store,
+        store,
+        store,
+        store,
+    )
+    assert all(port is store for port in ports)
+    store.close()
