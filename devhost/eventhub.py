@@ -388,6 +388,11 @@ class EventHubListener:
                         batch[-1].seq,
                         attempt,
                         error,
+                        extra={
+                            "function": self.spec.name,
+                            "hub": self.hub,
+                            "partition": batch[0].partition,
+                        },
                     )
                     self.log.record_failure(
                         self.hub, self.group, self.spec.name, batch, repr(error), self.now()

@@ -870,7 +870,9 @@ class DurableEngine:
         except Exception as error:
             # An engine or SDK fault, not user code (that is caught inside): fail the instance
             # rather than the whole round.
-            log.exception("orchestration %s: episode failed", instance_id)
+            log.exception(
+                "orchestration %s: episode failed", instance_id, extra={"instance_id": instance_id}
+            )
             instance = self._load(instance_id)
             if instance is not None and not instance.status.is_terminal and instance.started:
                 instance.replay = None
@@ -1414,7 +1416,9 @@ class DurableEngine:
                 exists = bool(response["entityExists"])
                 new_state = response.get("entityState") if exists else None
             except Exception as error:
-                log.exception("entity %s: batch failed", entity_id)
+                log.exception(
+                    "entity %s: batch failed", entity_id, extra={"instance_id": entity_id}
+                )
                 results = [(True, json.dumps(f"{type(error).__name__}: {error}"))] * len(operations)
                 exists, new_state = state is not None, state
             finally:
