@@ -250,11 +250,11 @@ class RiskState:
         reasons: list[Denial] = []
         if self.halted:
             reasons.append(Denial(DenialCode.HALTED, f"trading is halted: {self.halt_reason}"))
-        if limits.daily_loss_limit is not None and -self.realized_today >= limits.daily_loss_limit:
+        if limits.daily_loss_limit is not None and -self.realized_today > limits.daily_loss_limit:
             reasons.append(
                 Denial(
                     DenialCode.DAILY_LOSS,
-                    f"realised loss today {dec_str(-self.realized_today)} has reached the "
+                    f"realised loss today {dec_str(-self.realized_today)} is beyond the "
                     f"limit {dec_str(limits.daily_loss_limit)}",
                 )
             )
@@ -405,7 +405,7 @@ class RiskState:
                     break
         tripped = False
         limit = self.limits.daily_loss_limit
-        if limit is not None and not self.halted and -self.realized_today >= limit:
+        if limit is not None and not self.halted and -self.realized_today > limit:
             self.halted = True
             self.halt_reason = (
                 f"daily loss limit: realised {dec_str(self.realized_today)} "

@@ -190,15 +190,14 @@ def test_a_filled_leg_moves_from_reserved_to_position_exposure() -> None:
 def test_breaching_the_daily_loss_limit_halts_and_asks_for_a_flatten() -> None:
     entity = Entity(daily_loss_limit="100")
     entity.fill("x1", "i1", "buy", "10", "50")
-    result = entity.fill("x2", "i1", "sell", "10", "40.5")  # -95: under the limit
+    result = entity.fill("x2", "i1", "sell", "10", "40")  # -100: exactly at the limit
     assert result == {"applied": True, "halted": False, "flatten": False}
+    assert entity.codes(request("i8", leg("AAPL", "buy", "1", "1"))) == []
     entity.fill("x3", "i2", "buy", "10", "50")
-    result = entity.fill("x4", "i2", "sell", "10", "49.5")  # -5 more: exactly at the limit
+    result = entity.fill("x4", "i2", "sell", "10", "49.99")  # -0.10 more: beyond it
     assert result == {"applied": True, "halted": True, "flatten": True}
-    assert sorted(entity.codes(request("i9", leg("AAPL", "buy", "1", "1")))) == [
-        "daily_loss",
-        "halted",
-    ]
+    codes = entity.codes(request("i9", leg("AAPL", "buy", "1", "1")))
+    assert sorted(codes) == ["daily_loss", "halted"]
     assert "daily loss" in entity.call("get")["halt_reason"]
 
 
