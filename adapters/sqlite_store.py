@@ -21,6 +21,8 @@ from domain.audit import AuditRecord
 from domain.errors import Conflict
 from domain.fills import Fill
 from domain.ids import canonical_json
+from domain.orders import Order
+from domain.portfolio import Position
 from domain.ports import Claim, Versioned
 from domain.serde import ts_str
 
@@ -50,6 +52,19 @@ CREATE TABLE IF NOT EXISTS claims (
     value TEXT NOT NULL,
     ts_claimed TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY,
+    intent_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_intent ON orders (intent_id);
+CREATE TABLE IF NOT EXISTS positions (
+    account TEXT NOT NULL,
+    symbol TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account, symbol)
+);
 CREATE TABLE IF NOT EXISTS signal_state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -59,7 +74,8 @@ CREATE TABLE IF NOT EXISTS signal_state (
 
 
 class SqliteStore:
-    """Implements AuditStore, FillStore, IdempotencyStore and SignalStateStore."""
+    """Implements AuditStore, FillStore, IdempotencyStore, SignalStateStore, OrderStore
+    and PositionStore."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -143,19 +159,23 @@ class SqliteStore:
 
     # -- fills ---------------------------------------------------------------------------
 
+    @staticmethod
+    def _insert_fill(db: sqlite3.Connection, fill: Fill) -> bool:
+        cursor = db.execute(
+            "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?)",
+            (
+                fill.execution_id,
+                fill.account,
+                fill.symbol,
+                ts_str(fill.ts_filled),
+                canonical_json(fill.to_dict()),
+            ),
+        )
+        return cursor.rowcount == 1
+
     def add_fill(self, fill: Fill) -> bool:
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO fills VALUES (?, ?, ?, ?, ?)",
-                (
-                    fill.execution_id,
-                    fill.account,
-                    fill.symbol,
-                    ts_str(fill.ts_filled),
-                    canonical_json(fill.to_dict()),
-                ),
-            )
-            return cursor.rowcount == 1
+            return self._insert_fill(db, fill)
 
     def fills(self, account: str, *, symbol: str | None = None) -> list[Fill]:
         with self._lock:
@@ -165,6 +185,82 @@ class SqliteStore:
                 (account, symbol, symbol),
             ).fetchall()
         return [Fill.from_dict(json.loads(body)) for (body,) in rows]
+
+    # -- positions -------------------------------------------------------------------------
+
+    def apply_fill_to_position(self, fill: Fill) -> Position:
+        """The fill is recorded and the position moved in one transaction, so a fill seen
+        twice, or by two writers at once, moves the position once."""
+        with self._transaction() as db:
+            inserted = self._insert_fill(db, fill)
+            row = db.execute(
+                "SELECT body FROM positions WHERE account = ? AND symbol = ?",
+                (fill.account, fill.symbol),
+            ).fetchone()
+            current = (
+                Position(fill.account, fill.symbol)
+                if row is None
+                else Position.from_dict(json.loads(row[0]))
+            )
+            if not inserted:
+                return current
+            after = current.apply(fill)
+            db.execute(
+                "INSERT INTO positions VALUES (?, ?, ?) ON CONFLICT(account, symbol) "
+                "DO UPDATE SET body = excluded.body",
+                (fill.account, fill.symbol, canonical_json(after.to_dict())),
+            )
+            return after
+
+    def positions(self, account: str) -> list[Position]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM positions WHERE account = ? ORDER BY symbol", (account,)
+            ).fetchall()
+        return [Position.from_dict(json.loads(body)) for (body,) in rows]
+
+    # -- orders ----------------------------------------------------------------------------
+
+    def create_order(self, order: Order) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?)",
+                (
+                    order.client_order_id,
+                    order.intent_id,
+                    order.version,
+                    canonical_json(order.to_dict()),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def update_order(self, order: Order, *, expected_version: int) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE orders SET version = ?, body = ? WHERE client_order_id = ? AND version = ?",
+                (
+                    order.version,
+                    canonical_json(order.to_dict()),
+                    order.client_order_id,
+                    expected_version,
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise Conflict(
+                    f"order {order.client_order_id} changed since version {expected_version}"
+                )
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        row = self._one("SELECT body FROM orders WHERE client_order_id = ?", (client_order_id,))
+        return None if row is None else Order.from_dict(json.loads(row[0]))
+
+    def orders_for_intent(self, intent_id: str) -> list[Order]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM orders WHERE intent_id = ? ORDER BY client_order_id",
+                (intent_id,),
+            ).fetchall()
+        return [Order.from_dict(json.loads(body)) for (body,) in rows]
 
     # -- idempotency claims ----------------------------------------------------------------
 

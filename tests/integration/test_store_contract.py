@@ -17,7 +17,15 @@ from domain.audit import AuditKind
 from domain.errors import Conflict
 from domain.fills import Fill
 from domain.model import Side
-from domain.ports import AuditStore, FillStore, IdempotencyStore, SignalStateStore
+from domain.orders import Order, OrderStatus
+from domain.ports import (
+    AuditStore,
+    FillStore,
+    IdempotencyStore,
+    OrderStore,
+    PositionStore,
+    SignalStateStore,
+)
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 
@@ -180,11 +188,55 @@ def test_sqlite_refuses_books_written_by_another_schema_version(tmp_path: Path) 
 def test_sqlite_store_implements_the_store_ports(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "books.sqlite")
     # mypy checks these assignments structurally against the Protocols.
-    ports: tuple[AuditStore, FillStore, IdempotencyStore, SignalStateStore] = (
-        store,
-        store,
-        store,
-        store,
-    )
+    ports: tuple[
+        AuditStore, FillStore, IdempotencyStore, SignalStateStore, OrderStore, PositionStore
+    ] = (store, store, store, store, store, store)
     assert all(port is store for port in ports)
     store.close()
+
+
+def test_concurrent_fills_on_one_position_lose_no_update(store: SqliteStore) -> None:
+    fills = [
+        Fill(
+            execution_id=f"e{n}",
+            account="acct-1",
+            symbol="AAPL",
+            side=Side.BUY if n % 3 else Side.SELL,
+            quantity=Decimal(n % 7 + 1),
+            price=Decimal("100") + Decimal(n % 5),
+            ts_filled=T0 + timedelta(seconds=n),
+            client_order_id=f"int-{n}:entry",
+        )
+        for n in range(120)
+    ]
+
+    def writer(part: int) -> None:
+        for f in fills[part::4]:
+            store.apply_fill_to_position(f)
+            store.apply_fill_to_position(f)  # redelivered
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    (position,) = store.positions("acct-1")
+    assert position.quantity == sum((f.signed_quantity for f in fills), Decimal(0))
+    assert len(store.fills("acct-1")) == 120
+
+
+def test_orders_are_created_once_and_updated_only_from_the_version_read(
+    store: SqliteStore,
+) -> None:
+    order = Order("int-1:entry", "int-1", "entry", "AAPL", Side.BUY, Decimal("10"))
+    assert store.create_order(order) is True
+    assert store.create_order(order) is False
+    accepted = order.transition(OrderStatus.NEW, ts=T0)
+    store.update_order(accepted, expected_version=order.version)
+    assert store.get_order("int-1:entry") == accepted
+    with pytest.raises(Conflict):
+        store.update_order(accepted.transition(OrderStatus.CANCELED, ts=T0), expected_version=0)
+    store.create_order(Order("int-1:tp", "int-1", "tp", "AAPL", Side.SELL, Decimal("10")))
+    store.create_order(Order("int-2:entry", "int-2", "entry", "AAPL", Side.BUY, Decimal("1")))
+    assert [o.leg for o in store.orders_for_intent("int-1")] == ["entry", "tp"]
+    assert store.get_order("missing") is None
