@@ -9,7 +9,7 @@ delivery), so redelivered batches cannot produce signals twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -150,63 +150,29 @@ class _Base:
 
 
 class _Crossover(_Base):
-    """Long when the fast average is above the slow one; short (or flat) below."""
+    """Long when the fast average is above the slow one; short (or flat) below. The two
+    crossovers differ only in the average they use: ``average`` for live ticks and its
+    vectorised twin ``vectorised``."""
 
-    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool) -> None:
+    average: type[indicators.SMA] | type[indicators.EMA]
+    vectorised: Callable[[NDArray[np.float64], int], NDArray[np.float64]]
+
+    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool = False) -> None:
         if fast >= slow:
             raise ValidationError("fast", f"must be shorter than slow ({fast} >= {slow})")
         super().__init__((parse_symbol(symbol),), allow_short)
         self.fast = fast
         self.slow = slow
+        self.fast_avg: indicators.SMA | indicators.EMA = self.average(fast)
+        self.slow_avg: indicators.SMA | indicators.EMA = self.average(slow)
 
     @property
     def strategy_id(self) -> str:
         return f"{self.kind}:{self._symbols[0]}:{self.fast}:{self.slow}"
 
-    def _decide(self, fast: float | None, slow: float | None) -> int:
-        if fast is None or slow is None:
-            return self.position
-        if fast > slow:
-            return 1
-        if fast < slow:
-            return self._clip(-1)
-        return self.position
-
-    def _vectorised(self, fast: NDArray[np.float64], slow: NDArray[np.float64]) -> Targets:
-        n = len(fast)
-        raw = np.full(n, np.nan)
-        warm = ~np.isnan(fast) & ~np.isnan(slow)
-        raw[warm & (fast > slow)] = 1.0
-        raw[warm & (fast < slow)] = -1.0 if self.allow_short else 0.0
-        return _hold(raw).reshape(n, 1)
-
-    def _emit(self, tick: Tick, target: int) -> Signal | None:
-        if target == self.position:
-            return None
-        self.position = target
-        return Signal(self.strategy_id, self._symbols, (target,), (tick.price,), tick.ts_event)
-
-
-def _hold(raw: NDArray[np.float64]) -> Targets:
-    """Forward-fill decisions (NaN = keep the previous target), starting flat."""
-    index = np.where(np.isnan(raw), 0, np.arange(len(raw)))
-    np.maximum.accumulate(index, out=index)
-    filled = raw[index]
-    filled[np.isnan(filled)] = 0.0
-    return filled.astype(np.int8)
-
-
-class SmaCrossover(_Crossover):
-    kind = "sma_cross"
-
-    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool = False) -> None:
-        super().__init__(symbol, fast, slow, allow_short)
-        self.fast_avg = indicators.SMA(fast)
-        self.slow_avg = indicators.SMA(slow)
-
     def on_tick(self, tick: Tick) -> Signal | None:
-        # The hot path of the Event Hub trigger: the checks of _fresh and _decide are
-        # written out here to save two calls per tick.
+        # The hot path of the Event Hub trigger: the tick-order check and the decision are
+        # written out here rather than called, to save calls per tick.
         symbol = tick.symbol
         if symbol != self._symbols[0]:
             return None
@@ -223,13 +189,18 @@ class SmaCrossover(_Crossover):
         target = 1 if fast > slow else (-1 if self.allow_short else 0)
         if target == self.position:
             return None
-        return self._emit(tick, target)
+        self.position = target
+        return Signal(self.strategy_id, self._symbols, (target,), (price,), ts)
 
     def targets(self, prices: NDArray[np.float64]) -> Targets:
         column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
-        return self._vectorised(
-            indicators.sma(column, self.fast), indicators.sma(column, self.slow)
-        )
+        fast = type(self).vectorised(column, self.fast)
+        slow = type(self).vectorised(column, self.slow)
+        raw = np.full(len(column), np.nan)
+        warm = ~np.isnan(fast) & ~np.isnan(slow)
+        raw[warm & (fast > slow)] = 1.0
+        raw[warm & (fast < slow)] = -1.0 if self.allow_short else 0.0
+        return _hold(raw).reshape(len(column), 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -247,48 +218,29 @@ class SmaCrossover(_Crossover):
 
     def restore(self, state: Mapping[str, Any]) -> None:
         self._restore_base(state)
-        self.fast_avg = indicators.SMA.from_dict(state["fast"])
-        self.slow_avg = indicators.SMA.from_dict(state["slow"])
+        self.fast_avg = self.average.from_dict(state["fast"])
+        self.slow_avg = self.average.from_dict(state["slow"])
+
+
+def _hold(raw: NDArray[np.float64]) -> Targets:
+    """Forward-fill decisions (NaN = keep the previous target), starting flat."""
+    index = np.where(np.isnan(raw), 0, np.arange(len(raw)))
+    np.maximum.accumulate(index, out=index)
+    filled = raw[index]
+    filled[np.isnan(filled)] = 0.0
+    return filled.astype(np.int8)
+
+
+class SmaCrossover(_Crossover):
+    kind = "sma_cross"
+    average = indicators.SMA
+    vectorised = staticmethod(indicators.sma)
 
 
 class EmaCrossover(_Crossover):
     kind = "ema_cross"
-
-    def __init__(self, symbol: str, fast: int, slow: int, allow_short: bool = False) -> None:
-        super().__init__(symbol, fast, slow, allow_short)
-        self.fast_avg = indicators.EMA(fast)
-        self.slow_avg = indicators.EMA(slow)
-
-    def on_tick(self, tick: Tick) -> Signal | None:
-        if tick.symbol != self._symbols[0] or not self._fresh(tick):
-            return None
-        target = self._decide(self.fast_avg.update(tick.price), self.slow_avg.update(tick.price))
-        return self._emit(tick, target)
-
-    def targets(self, prices: NDArray[np.float64]) -> Targets:
-        column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
-        return self._vectorised(
-            indicators.ema(column, self.fast), indicators.ema(column, self.slow)
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "symbol": self._symbols[0],
-            "fast": self.fast,
-            "slow": self.slow,
-            "allow_short": self.allow_short,
-            "state": {
-                **self._base_state(),
-                "fast": self.fast_avg.to_dict(),
-                "slow": self.slow_avg.to_dict(),
-            },
-        }
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        self._restore_base(state)
-        self.fast_avg = indicators.EMA.from_dict(state["fast"])
-        self.slow_avg = indicators.EMA.from_dict(state["slow"])
+    average = indicators.EMA
+    vectorised = staticmethod(indicators.ema)
 
 
 def _band_decision(z: float, position: int, entry: float, exit_: float) -> int:
