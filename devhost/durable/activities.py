@@ -12,11 +12,9 @@ whose workers import the app themselves.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import json
-import threading
 import traceback
 from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -26,6 +24,8 @@ from typing import Any
 
 from azure.functions.durable_functions import ActivityTriggerConverter
 from azure.functions.meta import Datum
+
+from devhost import worker_loop
 
 
 @dataclass(frozen=True)
@@ -59,16 +59,9 @@ def failure(name: str, error: BaseException) -> ActivityOutcome:
     )
 
 
-_loops = threading.local()
-
-
 def _await(awaitable: Any) -> Any:
-    """Coroutine activities run on an event loop owned by the worker thread."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _loops.loop = loop
-    return loop.run_until_complete(awaitable)
+    """Coroutine activities run on the worker loop, like every async function."""
+    return worker_loop.run(awaitable)
 
 
 def invoke(
