@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.audit import AuditRecord
+from domain.execution import BrokerOrder
 from domain.fills import Fill
 from domain.market import MarketEvent
 from domain.orders import Order, OrderLeg
@@ -121,17 +122,6 @@ class PositionStore(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class BrokerOrder:
-    """The broker's view of an order, as its adapter reports it."""
-
-    broker_order_id: str
-    client_order_id: str
-    status: str
-    filled_qty: Decimal
-    avg_fill_price: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
 class MarketClock:
     ts_now: datetime
     is_open: bool
@@ -145,7 +135,19 @@ class Broker(Protocol):
     adapters raise ``RetryableFault`` for what is worth retrying and ``TerminalError`` for
     the rest."""
 
+    @property
+    def supports_oco(self) -> bool:
+        """True when the broker links a take-profit and a stop-loss natively (OCO)."""
+        ...
+
     def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder: ...
+
+    def submit_oco(
+        self, take_profit: OrderLeg, stop_loss: OrderLeg, client_order_ids: tuple[str, str]
+    ) -> tuple[BrokerOrder, BrokerOrder]:
+        """Both exits as one-cancels-other: when one fills the broker cancels the other.
+        Idempotent by the take-profit's client order id."""
+        ...
 
     def cancel(self, client_order_id: str) -> BrokerOrder | None: ...
 

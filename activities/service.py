@@ -1,0 +1,291 @@
+"""The service layer: what the activities do, as plain functions of the services.
+
+Every function here is safe to run again with the same input (activities retry, hosts
+redeliver): orders are found by client order id before anything is sent, fills are keyed by
+execution id, audit records by event id. Broker rejections are returned as values;
+only faults worth retrying are raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from adapters.bootstrap import Services
+from domain import audit
+from domain.audit import AuditKind
+from domain.errors import Conflict, RetryableFault, TerminalError
+from domain.execution import BrokerOrder, close_leg, fill_from_snapshot, follow_status
+from domain.fills import Fill
+from domain.orders import Order, OrderLeg, OrderStatus
+from domain.serde import dec_str, ts_str
+
+log = logging.getLogger("desk.service")
+
+DEAD_LETTER_PARTITION = "ingest"
+
+
+def record(
+    svc: Services,
+    kind: AuditKind,
+    event_id: str,
+    *,
+    ts: datetime,
+    partition: str | None = None,
+    correlation: Mapping[str, str] | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> None:
+    audit.append(
+        svc.store,
+        partition=partition or svc.settings.account,
+        ts_recorded=ts,
+        kind=kind,
+        event_id=event_id,
+        correlation=correlation,
+        payload=payload,
+    )
+
+
+def _correlation(intent_id: str, client_order_id: str) -> dict[str, str]:
+    return {"intent_id": intent_id, "client_order_id": client_order_id}
+
+
+def _book_order(svc: Services, intent_id: str, leg: OrderLeg) -> Order:
+    cid = leg.client_order_id(intent_id)
+    order = Order(
+        client_order_id=cid,
+        intent_id=intent_id,
+        leg=leg.name,
+        symbol=leg.symbol,
+        side=leg.side,
+        quantity=leg.quantity,
+    )
+    svc.store.create_order(order)
+    return svc.store.get_order(cid) or order
+
+
+def apply_snapshot(svc: Services, snapshot: BrokerOrder, *, ts: datetime) -> list[Fill]:
+    """Bring the books' order (and position) up to the broker's view; returns the new fill,
+    if any. Safe to repeat: the fill id is derived from the cumulative quantity."""
+    for _ in range(20):
+        order = svc.store.get_order(snapshot.client_order_id)
+        if order is None:
+            log.warning("the books do not hold order %s", snapshot.client_order_id)
+            return []
+        fills: list[Fill] = []
+        updated = order
+        fill = fill_from_snapshot(order, snapshot, account=svc.settings.account, ts=ts)
+        if fill is not None:
+            svc.store.apply_fill_to_position(fill)
+            updated = updated.apply_fill(fill)
+            fills.append(fill)
+        updated = follow_status(updated, snapshot, ts=ts)
+        if updated == order:
+            return fills
+        try:
+            svc.store.update_order(updated, expected_version=order.version)
+        except Conflict:
+            continue
+        for fill in fills:
+            record(
+                svc,
+                AuditKind.FILL,
+                fill.execution_id,
+                ts=ts,
+                correlation=_correlation(order.intent_id, order.client_order_id),
+                payload=fill.to_dict(),
+            )
+        if updated.status is not order.status:
+            record(
+                svc,
+                AuditKind.ORDER_EVENT,
+                f"{order.client_order_id}:{updated.status.value}:{dec_str(updated.filled_qty)}",
+                ts=ts,
+                correlation=_correlation(order.intent_id, order.client_order_id),
+                payload={
+                    "status": updated.status.value,
+                    "previous": order.status.value,
+                    "filled_qty": dec_str(updated.filled_qty),
+                    "reject_reason": snapshot.reject_reason,
+                },
+            )
+        return fills
+    raise RetryableFault(f"order {snapshot.client_order_id}: too many concurrent updates")
+
+
+def _outcome(snapshot: BrokerOrder, fills: Sequence[Fill]) -> dict[str, Any]:
+    return {
+        "client_order_id": snapshot.client_order_id,
+        "status": snapshot.status,
+        "filled_qty": dec_str(snapshot.filled_qty),
+        "reject_reason": snapshot.reject_reason,
+        "fills": [fill.to_dict() for fill in fills],
+    }
+
+
+def halt_key(account: str) -> str:
+    return f"halt:{account}"
+
+
+def halted(svc: Services) -> dict[str, Any] | None:
+    """The account's halt (reason and time) when the kill switch is on."""
+    found = svc.store.load(halt_key(svc.settings.account))
+    if found is None or not found.value.get("halted"):
+        return None
+    return dict(found.value)
+
+
+def set_halt(svc: Services, on: bool, reason: str, *, ts: datetime) -> None:
+    """The kill switch as the books see it: while on, no new order reaches the broker
+    (orders that close positions excepted)."""
+    key = halt_key(svc.settings.account)
+    value = {"halted": on, "reason": reason, "ts": ts_str(ts)}
+    for _ in range(20):
+        found = svc.store.load(key)
+        if found is not None and bool(found.value.get("halted")) == on:
+            return
+        try:
+            svc.store.save(key, value, expected_version=None if found is None else found.version)
+        except Conflict:
+            continue
+        record(
+            svc,
+            AuditKind.MANUAL_ACTION,
+            f"{key}:{ts_str(ts)}:{on}",
+            ts=ts,
+            payload={"action": "halt" if on else "resume", "reason": reason},
+        )
+        return
+    raise RetryableFault("kill switch: too many concurrent updates")
+
+
+def submit_order(
+    svc: Services,
+    intent_id: str,
+    leg: OrderLeg,
+    *,
+    ts: datetime,
+    ts_wall_created: float | None = None,
+    closing: bool = False,
+) -> dict[str, Any]:
+    """Send one leg, once: the books hold the order before the broker hears of it, and a
+    retry that finds the order at the broker does not send it again. While the account is
+    halted only ``closing`` orders are sent; the rest are rejected here."""
+    order = _book_order(svc, intent_id, leg)
+    cid = order.client_order_id
+    snapshot = svc.broker.get_by_client_order_id(cid)
+    resent = snapshot is not None
+    halt = None if closing or resent else halted(svc)
+    if halt is not None:
+        snapshot = BrokerOrder(
+            broker_order_id="",
+            client_order_id=cid,
+            status=OrderStatus.REJECTED.value,
+            filled_qty=Decimal(0),
+            avg_fill_price=None,
+            reject_reason=f"account halted: {halt.get('reason')}",
+        )
+    elif snapshot is None:
+        try:
+            snapshot = svc.broker.submit(leg, cid)
+        except RetryableFault:
+            raise
+        except TerminalError as error:
+            snapshot = BrokerOrder(
+                broker_order_id="",
+                client_order_id=cid,
+                status=OrderStatus.REJECTED.value,
+                filled_qty=Decimal(0),
+                avg_fill_price=None,
+                reject_reason=str(error),
+            )
+    latency_ms = None if ts_wall_created is None else (time.time() - ts_wall_created) * 1000
+    record(
+        svc,
+        AuditKind.ORDER_EVENT,
+        f"{cid}:submitted",
+        ts=ts,
+        correlation={"intent_id": intent_id, "client_order_id": cid},
+        payload={
+            "leg": leg.to_dict(),
+            "broker_order_id": snapshot.broker_order_id,
+            "found_at_broker": resent,
+            "submit_latency_ms": latency_ms,
+        },
+    )
+    fills = apply_snapshot(svc, snapshot, ts=ts)
+    return _outcome(snapshot, fills)
+
+
+def submit_oco(
+    svc: Services, intent_id: str, take_profit: OrderLeg, stop_loss: OrderLeg, *, ts: datetime
+) -> list[dict[str, Any]]:
+    tp_order = _book_order(svc, intent_id, take_profit)
+    sl_order = _book_order(svc, intent_id, stop_loss)
+    ids = (tp_order.client_order_id, sl_order.client_order_id)
+    found = svc.broker.get_by_client_order_id(ids[0])
+    if found is not None:
+        sl_found = svc.broker.get_by_client_order_id(ids[1])
+        pair = (found, sl_found or found)
+    else:
+        pair = svc.broker.submit_oco(take_profit, stop_loss, ids)
+    outcomes = []
+    for leg, snapshot in zip((take_profit, stop_loss), pair, strict=True):
+        record(
+            svc,
+            AuditKind.ORDER_EVENT,
+            f"{snapshot.client_order_id}:submitted",
+            ts=ts,
+            correlation={"intent_id": intent_id, "client_order_id": snapshot.client_order_id},
+            payload={"leg": leg.to_dict(), "order_class": "oco"},
+        )
+        outcomes.append(_outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts)))
+    return outcomes
+
+
+def sync_orders(
+    svc: Services, client_order_ids: Sequence[str], *, ts: datetime
+) -> list[dict[str, Any]]:
+    """The broker's current view of each order, applied to the books."""
+    outcomes = []
+    for cid in client_order_ids:
+        snapshot = svc.broker.get_by_client_order_id(cid)
+        outcomes.append(_settle(svc, cid, snapshot, ts))
+    return outcomes
+
+
+def _settle(svc: Services, cid: str, snapshot: BrokerOrder | None, ts: datetime) -> dict[str, Any]:
+    if snapshot is None:
+        return {"client_order_id": cid, "status": "missing", "fills": []}
+    return _outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts))
+
+
+def cancel_orders(
+    svc: Services, client_order_ids: Sequence[str], *, ts: datetime
+) -> list[dict[str, Any]]:
+    outcomes = []
+    for cid in client_order_ids:
+        outcomes.append(_settle(svc, cid, svc.broker.cancel(cid), ts))
+    return outcomes
+
+
+def flatten_positions(svc: Services, tag: str, *, ts: datetime) -> list[dict[str, Any]]:
+    """Cancel every open order, then close every position at market. The closing orders'
+    ids derive from ``tag``, so running this again sends nothing twice."""
+    open_ids = [
+        o.client_order_id
+        for o in svc.broker.open_orders()
+        if not o.client_order_id.startswith(f"{tag}.")
+    ]
+    outcomes = cancel_orders(svc, open_ids, ts=ts)
+    for symbol, quantity in sorted(svc.broker.positions().items()):
+        if quantity == 0:
+            continue
+        leg = close_leg(symbol, quantity)
+        intent_id = f"{tag}.{symbol.replace('/', '_')}"
+        outcomes.append(submit_order(svc, intent_id, leg, ts=ts, closing=True))
+    return outcomes

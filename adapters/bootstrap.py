@@ -1,0 +1,199 @@
+"""The composition root: reads the settings and builds the adapters the functions use.
+
+Functions call :func:`services` and never construct a client themselves. Tests and tools
+install their own set with :func:`use_services` (hand-written fakes or real adapters on
+temporary files) and restore the default with :func:`reset`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
+from adapters.sqlite_store import SqliteStore
+from domain.errors import ValidationError
+from domain.ports import Broker, Clock
+from domain.risk import RiskLimits
+from domain.serde import parse_positive_decimal
+
+DEFAULT_STRATEGIES: list[dict[str, Any]] = [
+    {"kind": "sma_cross", "symbol": "AAPL", "fast": 20, "slow": 60, "quantity": 10},
+    {"kind": "ema_cross", "symbol": "MSFT", "fast": 15, "slow": 50, "quantity": 10},
+    {
+        "kind": "zscore",
+        "symbol": "NVDA",
+        "window": 60,
+        "entry_z": 2.2,
+        "exit_z": 0.4,
+        "quantity": 5,
+        "plan": "bracket",
+        "take_profit_pct": 0.4,
+        "stop_loss_pct": 0.3,
+    },
+    {
+        "kind": "pairs",
+        "symbol_a": "SPY",
+        "symbol_b": "QQQ",
+        "hedge_ratio": 1.0,
+        "window": 80,
+        "entry_z": 2.0,
+        "exit_z": 0.5,
+        "quantity": 5,
+    },
+]
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+def _json_setting(environ: Mapping[str, str], name: str, default: Any) -> Any:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValidationError(name, f"is not valid JSON: {error.msg}") from None
+
+
+def _int_setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValidationError(name, f"must be a whole number, got {text[:20]!r}") from None
+    if value <= 0:
+        raise ValidationError(name, "must be greater than zero")
+    return value
+
+
+def _bool_setting(environ: Mapping[str, str], name: str) -> bool:
+    text = (environ.get(name) or "").strip().lower()
+    if text in ("", "0", "false", "no"):
+        return False
+    if text in ("1", "true", "yes"):
+        return True
+    raise ValidationError(name, f"must be true or false, got {text[:20]!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the desk reads from its application settings, validated once."""
+
+    account: str = "paper"
+    books_path: Path = Path(".desk/books.sqlite")
+    broker: str = "simulated"
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    strategies: tuple[Mapping[str, Any], ...] = tuple(DEFAULT_STRATEGIES)
+    risk_limits: RiskLimits | None = None
+    approval_notional: Decimal | None = None
+    manual_approval: bool = False
+    approval_timeout_s: int = 300
+    entry_timeout_s: int = 60
+    exit_timeout_s: int = 23_400
+    poll_interval_s: int = 2
+    flatten_before_close_min: int = 5
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        account = (environ.get("TRADING_ACCOUNT") or "paper").strip()
+        if not account or any(c in account for c in "/\\#?: "):
+            raise ValidationError("TRADING_ACCOUNT", "must be a simple name")
+        broker = (environ.get("TRADING_BROKER") or "simulated").strip()
+        if broker != "simulated":
+            raise ValidationError("TRADING_BROKER", f"unknown broker {broker!r} (simulated)")
+        simulator = _json_setting(environ, "TRADING_SIMULATOR", {})
+        strategies = _json_setting(environ, "TRADING_STRATEGIES", DEFAULT_STRATEGIES)
+        if not isinstance(simulator, Mapping):
+            raise ValidationError("TRADING_SIMULATOR", "must be a JSON object")
+        if not isinstance(strategies, list) or not all(isinstance(s, Mapping) for s in strategies):
+            raise ValidationError("TRADING_STRATEGIES", "must be a JSON list of objects")
+        limits = _json_setting(environ, "TRADING_RISK_LIMITS", None)
+        if limits is not None and not isinstance(limits, Mapping):
+            raise ValidationError("TRADING_RISK_LIMITS", "must be a JSON object")
+        approval = environ.get("TRADING_APPROVAL_NOTIONAL")
+        return cls(
+            account=account,
+            books_path=Path(environ.get("TRADING_BOOKS_PATH") or ".desk/books.sqlite"),
+            broker=broker,
+            simulator=SimulatorConfig.from_dict(simulator),
+            strategies=tuple(strategies),
+            risk_limits=None if limits is None else RiskLimits.from_dict(limits),
+            approval_notional=(
+                parse_positive_decimal(approval, "TRADING_APPROVAL_NOTIONAL")
+                if approval and approval.strip()
+                else None
+            ),
+            manual_approval=_bool_setting(environ, "TRADING_MANUAL_APPROVAL"),
+            approval_timeout_s=_int_setting(environ, "TRADING_APPROVAL_TIMEOUT_S", 300),
+            entry_timeout_s=_int_setting(environ, "TRADING_ENTRY_TIMEOUT_S", 60),
+            exit_timeout_s=_int_setting(environ, "TRADING_EXIT_TIMEOUT_S", 23_400),
+            poll_interval_s=_int_setting(environ, "TRADING_POLL_INTERVAL_S", 2),
+            flatten_before_close_min=_int_setting(environ, "TRADING_FLATTEN_BEFORE_CLOSE_MIN", 5),
+        )
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: SqliteStore
+    broker: Broker
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def simulator(self) -> SimulatedBroker | None:
+        """The simulated broker, when that is the broker: it needs to see the market."""
+        broker = self.broker
+        while not isinstance(broker, SimulatedBroker):
+            inner = getattr(broker, "inner", None)
+            if inner is None:
+                return None
+            broker = inner
+        return broker
+
+
+def build(settings: Settings) -> Services:
+    settings.books_path.parent.mkdir(parents=True, exist_ok=True)
+    return Services(
+        settings=settings,
+        store=SqliteStore(settings.books_path),
+        broker=SimulatedBroker(settings.simulator),
+    )
+
+
+_lock = threading.Lock()
+_current: Services | None = None
+
+
+def services() -> Services:
+    global _current
+    with _lock:
+        if _current is None:
+            _current = build(Settings.from_environ(os.environ))
+        return _current
+
+
+def use_services(replacement: Services) -> None:
+    global _current
+    with _lock:
+        _current = replacement
+
+
+def reset() -> None:
+    global _current
+    with _lock:
+        if _current is not None:
+            _current.store.close()
+        _current = None

@@ -1,0 +1,231 @@
+"""Executing an intent: the trade orchestration's input, the broker's view of an order, and
+how the books follow the broker.
+
+The books learn about executions from the broker's cumulative view of each order (filled
+quantity and average price), whether it arrives as a trade update or from polling. Each
+increase of the cumulative quantity becomes one ``Fill`` whose id is
+``<client_order_id>@<cumulative quantity>``, so the update and the poll that both report
+the same state produce the same fill, and the books apply it once.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Self
+
+from domain.errors import IllegalTransition, ValidationError
+from domain.fills import Fill
+from domain.model import Side
+from domain.orders import Order, OrderIntent, OrderLeg, OrderStatus, PlanKind
+from domain.serde import dec_str, parse_decimal, require, require_str
+
+ZERO = Decimal(0)
+_PRICE_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
+_PRICE_QUANTUM = Decimal("0.000001")
+
+OPEN_STATUSES = frozenset(
+    {
+        OrderStatus.PENDING_NEW,
+        OrderStatus.NEW,
+        OrderStatus.ACCEPTED,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.HELD,
+        OrderStatus.PENDING_CANCEL,
+        OrderStatus.PENDING_REPLACE,
+        OrderStatus.SUSPENDED,
+        OrderStatus.STOPPED,
+        OrderStatus.CALCULATED,
+    }
+)
+
+
+def _status(value: object) -> OrderStatus:
+    try:
+        return OrderStatus(str(value))
+    except ValueError:
+        raise ValidationError("status", f"not an order status: {str(value)[:40]!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOrder:
+    """The broker's view of one order, as its adapter reports it."""
+
+    broker_order_id: str
+    client_order_id: str
+    status: str
+    filled_qty: Decimal
+    avg_fill_price: Decimal | None
+    symbol: str | None = None
+    side: str | None = None
+    quantity: Decimal | None = None
+    reject_reason: str | None = None
+
+    @property
+    def order_status(self) -> OrderStatus:
+        return _status(self.status)
+
+    @property
+    def is_open(self) -> bool:
+        return self.order_status in OPEN_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "broker_order_id": self.broker_order_id,
+            "client_order_id": self.client_order_id,
+            "status": self.status,
+            "filled_qty": dec_str(self.filled_qty),
+            "avg_fill_price": None if self.avg_fill_price is None else dec_str(self.avg_fill_price),
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": None if self.quantity is None else dec_str(self.quantity),
+            "reject_reason": self.reject_reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        avg = data.get("avg_fill_price")
+        quantity = data.get("quantity")
+        return cls(
+            broker_order_id=require_str(data, "broker_order_id"),
+            client_order_id=require_str(data, "client_order_id"),
+            status=_status(require(data, "status")).value,
+            filled_qty=parse_decimal(data.get("filled_qty", "0"), "filled_qty"),
+            avg_fill_price=None if avg is None else parse_decimal(avg, "avg_fill_price"),
+            symbol=data.get("symbol"),
+            side=data.get("side"),
+            quantity=None if quantity is None else parse_decimal(quantity, "quantity"),
+            reject_reason=data.get("reject_reason"),
+        )
+
+
+def fill_from_snapshot(
+    order: Order, snapshot: BrokerOrder, *, account: str, ts: datetime
+) -> Fill | None:
+    """The execution the books have not seen yet, if the broker reports more filled
+    quantity than the order holds. Its price makes the order's average equal the broker's."""
+    if snapshot.client_order_id != order.client_order_id:
+        raise ValidationError("client_order_id", "the snapshot belongs to another order")
+    cumulative = snapshot.filled_qty
+    if cumulative <= order.filled_qty:
+        return None
+    if cumulative > order.quantity:
+        raise ValidationError("filled_qty", "the broker reports more than the order quantity")
+    if snapshot.avg_fill_price is None or snapshot.avg_fill_price <= 0:
+        raise ValidationError("avg_fill_price", "a filled order needs an average price")
+    delta = cumulative - order.filled_qty
+    before = (order.avg_fill_price or ZERO) * order.filled_qty
+    price = _PRICE_CONTEXT.divide(snapshot.avg_fill_price * cumulative - before, delta)
+    if price <= 0:
+        # Rounding at the broker can make the implied price of a tiny increment absurd;
+        # the broker's average is the best estimate then.
+        price = snapshot.avg_fill_price
+    return Fill(
+        execution_id=f"{order.client_order_id}@{dec_str(cumulative)}",
+        account=account,
+        symbol=order.symbol,
+        side=order.side,
+        quantity=delta,
+        price=price.quantize(_PRICE_QUANTUM).normalize(),
+        ts_filled=ts,
+        client_order_id=order.client_order_id,
+        order_id=snapshot.broker_order_id,
+    )
+
+
+def follow_status(order: Order, snapshot: BrokerOrder, *, ts: datetime) -> Order:
+    """The order moved to the broker's status. The broker is the authority: a change the
+    state machine would not allow is still taken (the caller audits it)."""
+    target = snapshot.order_status
+    if snapshot.broker_order_id and order.broker_order_id != snapshot.broker_order_id:
+        order = replace(order, broker_order_id=snapshot.broker_order_id)
+    if target is order.status:
+        return order
+    try:
+        return order.transition(target, ts=ts)
+    except IllegalTransition:
+        return replace(order, status=target, ts_updated=ts, version=order.version + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRequest:
+    """The trade orchestration's input: the intent and how to run it.
+
+    ``entry_timeout_s``: entry orders still open after this are cancelled (and a pair's
+    filled leg unwound). ``exit_timeout_s``: a bracket's exits still open after this are
+    cancelled. ``poll_interval_s``: how often the broker is asked when no update arrives.
+    ``ts_wall_created``: when the request was made, on the wall clock, for latency figures.
+    """
+
+    intent: OrderIntent
+    requires_approval: bool = False
+    approval_timeout_s: int = 300
+    entry_timeout_s: int = 60
+    exit_timeout_s: int = 23_400
+    poll_interval_s: int = 2
+    ts_wall_created: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("approval_timeout_s", "entry_timeout_s", "exit_timeout_s", "poll_interval_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValidationError(name, "must be a positive whole number of seconds")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "intent": self.intent.to_dict(),
+            "requires_approval": self.requires_approval,
+            "approval_timeout_s": self.approval_timeout_s,
+            "entry_timeout_s": self.entry_timeout_s,
+            "exit_timeout_s": self.exit_timeout_s,
+            "poll_interval_s": self.poll_interval_s,
+            "ts_wall_created": self.ts_wall_created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        intent = require(data, "intent")
+        if not isinstance(intent, Mapping):
+            raise ValidationError("intent", "must be an object")
+        wall = data.get("ts_wall_created")
+        return cls(
+            intent=OrderIntent.from_dict(intent),
+            requires_approval=bool(data.get("requires_approval", False)),
+            approval_timeout_s=data.get("approval_timeout_s", 300),
+            entry_timeout_s=data.get("entry_timeout_s", 60),
+            exit_timeout_s=data.get("exit_timeout_s", 23_400),
+            poll_interval_s=data.get("poll_interval_s", 2),
+            ts_wall_created=None if wall is None else float(wall),
+        )
+
+
+def exit_legs(intent: OrderIntent, filled: Decimal) -> tuple[OrderLeg, OrderLeg]:
+    """A bracket's take-profit and stop-loss, sized to what the entry actually filled."""
+    if intent.kind is not PlanKind.BRACKET:
+        raise ValidationError("kind", "only a bracket has exit legs")
+    if filled <= 0:
+        raise ValidationError("filled", "exits protect a filled quantity")
+    return (
+        replace(intent.leg("tp"), quantity=filled),
+        replace(intent.leg("sl"), quantity=filled),
+    )
+
+
+def unwind_leg(leg: OrderLeg, filled: Decimal) -> OrderLeg:
+    """A market order closing what ``leg`` filled (a pair whose other leg failed)."""
+    return OrderLeg(
+        name=f"unwind-{leg.name}",
+        symbol=leg.symbol,
+        side=leg.side.opposite,
+        quantity=filled,
+    )
+
+
+def close_leg(symbol: str, quantity: Decimal, name: str = "close") -> OrderLeg:
+    """A market order taking a signed position to flat."""
+    side = Side.SELL if quantity > 0 else Side.BUY
+    return OrderLeg(name=name, symbol=symbol, side=side, quantity=abs(quantity))

@@ -1,0 +1,264 @@
+"""The trade orchestration: one per order intent, its instance id the intent id.
+
+received -> (awaiting approval) -> risk check -> entry -> (exits | unwind) -> done.
+Every decision is audited; the custom status shows the stage and each order's state.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from domain.audit import AuditKind
+from domain.execution import TradeRequest, exit_legs, unwind_leg
+from domain.orders import OrderIntent, PlanKind
+from domain.serde import dec_str
+from orchestrators.blueprint import bp
+from orchestrators.steps import (
+    APPROVAL_EVENT,
+    Ctx,
+    Steps,
+    Tracker,
+    apply_fills,
+    audit,
+    cancel,
+    entry,
+    follow,
+    now_str,
+    retry_options,
+    risk_entity,
+)
+
+
+class _Run:
+    """The state one execution of the generator carries between steps."""
+
+    def __init__(self, context: Ctx, request: TradeRequest) -> None:
+        self.context = context
+        self.request = request
+        self.intent: OrderIntent = request.intent
+        self.account = self.intent.account
+        self.tracker = Tracker()
+        self.stage = "received"
+
+    def cid(self, leg: str) -> str:
+        return f"{self.intent.intent_id}:{leg}"
+
+    def publish(self, stage: str | None = None) -> None:
+        if stage is not None:
+            self.stage = stage
+        self.context.set_custom_status(
+            {
+                "stage": self.stage,
+                "intent_id": self.intent.intent_id,
+                "orders": self.tracker.summary(),
+            }
+        )
+
+    def corr(self) -> dict[str, str]:
+        return {"intent_id": self.intent.intent_id}
+
+    def finish(self, outcome: str, detail: dict[str, Any] | None = None) -> Steps:
+        self.publish(outcome)
+        result = {
+            "intent_id": self.intent.intent_id,
+            "outcome": outcome,
+            "orders": self.tracker.summary(),
+            **(detail or {}),
+        }
+        yield from audit(
+            self.context,
+            entry(AuditKind.INTENT, f"{self.intent.intent_id}:{outcome}", result, self.corr()),
+        )
+        return result
+
+
+def _approval(run: _Run) -> Steps:
+    """Wait for an approve/reject decision; silence until the timeout rejects."""
+    context = run.context
+    run.publish("awaiting_approval")
+    deadline = context.current_utc_datetime + timedelta(seconds=run.request.approval_timeout_s)
+    timer = context.create_timer(deadline)
+    decision = context.wait_for_external_event(APPROVAL_EVENT)
+    winner = yield context.task_any([decision, timer])
+    if winner is decision:
+        timer.cancel()
+        value = decision.result if isinstance(decision.result, dict) else {}
+    else:
+        value = {"approve": False, "reason": "approval timed out", "by": "timeout"}
+    approved = value.get("approve") is True
+    verdict = {
+        "approved": approved,
+        "by": str(value.get("by") or "unknown"),
+        "reason": str(value.get("reason") or ""),
+    }
+    yield from audit(
+        context,
+        entry(AuditKind.MANUAL_ACTION, f"{run.intent.intent_id}:approval", verdict, run.corr()),
+    )
+    return verdict
+
+
+def _submit(run: _Run, legs: list[Any]) -> Steps:
+    context = run.context
+    tasks = [
+        context.call_activity_with_retry(
+            "submit_order",
+            retry_options(),
+            {
+                "intent_id": run.intent.intent_id,
+                "leg": leg.to_dict(),
+                "ts": now_str(context),
+                "ts_wall_created": run.request.ts_wall_created,
+            },
+        )
+        for leg in legs
+    ]
+    outcomes = yield context.task_all(tasks)
+    yield from apply_fills(context, run.account, run.tracker.update(outcomes))
+    run.publish()
+
+
+def _entry(run: _Run) -> Steps:
+    """Submit the entry legs together and follow them; at the deadline or on a cancel
+    request what is still open is cancelled. Returns how the entry phase ended."""
+    context = run.context
+    legs = list(run.intent.entry_legs)
+    ids = [run.cid(leg.name) for leg in legs]
+    run.publish("entry")
+    yield from _submit(run, legs)
+    seconds = run.intent.unwind_after_s or run.request.entry_timeout_s
+    deadline = context.current_utc_datetime + timedelta(seconds=seconds)
+    ended = yield from follow(
+        context,
+        run.account,
+        run.tracker,
+        ids,
+        deadline,
+        run.request.poll_interval_s,
+        on_change=run.publish,
+    )
+    if ended != "done":
+        yield from cancel(context, run.account, run.tracker, ids)
+        run.publish()
+    return ended
+
+
+def _exits(run: _Run, filled: Decimal) -> Steps:
+    """Protect the filled entry with take-profit and stop-loss; when one fills the other
+    is cancelled (by the broker for a native OCO, here otherwise)."""
+    context = run.context
+    take_profit, stop_loss = exit_legs(run.intent, filled)
+    ids = [run.cid("tp"), run.cid("sl")]
+    run.publish("exits")
+    placed = yield context.call_activity_with_retry(
+        "submit_exits",
+        retry_options(),
+        {
+            "intent_id": run.intent.intent_id,
+            "take_profit": take_profit.to_dict(),
+            "stop_loss": stop_loss.to_dict(),
+            "ts": now_str(context),
+        },
+    )
+    yield from apply_fills(context, run.account, run.tracker.update(placed["orders"]))
+    run.publish()
+    deadline = context.current_utc_datetime + timedelta(seconds=run.request.exit_timeout_s)
+
+    def one_filled(tracker: Tracker) -> bool:
+        return any(tracker.status(cid) == "filled" for cid in ids)
+
+    ended = yield from follow(
+        context,
+        run.account,
+        run.tracker,
+        ids,
+        deadline,
+        run.request.poll_interval_s,
+        done=one_filled,
+        on_change=run.publish,
+    )
+    yield from cancel(context, run.account, run.tracker, ids)
+    run.publish()
+    return ended
+
+
+def _unwind(run: _Run) -> Steps:
+    """A pair that did not fill on both legs: close what did fill, at market."""
+    context = run.context
+    legs = []
+    for leg in run.intent.entry_legs:
+        filled = Decimal(run.tracker.filled(run.cid(leg.name)))
+        if filled > 0:
+            legs.append(unwind_leg(leg, filled))
+    if not legs:
+        return "nothing_filled"
+    run.publish("unwinding")
+    yield from _submit(run, legs)
+    ids = [run.cid(leg.name) for leg in legs]
+    deadline = context.current_utc_datetime + timedelta(seconds=run.request.entry_timeout_s)
+    ended = yield from follow(
+        context,
+        run.account,
+        run.tracker,
+        ids,
+        deadline,
+        run.request.poll_interval_s,
+        cancellable=False,
+        on_change=run.publish,
+    )
+    return "unwound" if ended == "done" else "unwind_incomplete"
+
+
+def run_trade(context: Ctx) -> Steps:
+    request = TradeRequest.from_dict(context.get_input())
+    run = _Run(context, request)
+    intent = run.intent
+    run.publish()
+    yield from audit(
+        context,
+        entry(AuditKind.INTENT, f"{intent.intent_id}:received", request.to_dict(), run.corr()),
+    )
+    if request.requires_approval:
+        verdict = yield from _approval(run)
+        if not verdict["approved"]:
+            return (yield from run.finish("rejected", {"approval": verdict}))
+
+    run.publish("risk_check")
+    decision = yield context.call_entity(
+        risk_entity(run.account), "reserve", intent.reserve_request().to_dict()
+    )
+    yield from audit(
+        context,
+        entry(AuditKind.RISK_DECISION, f"{intent.intent_id}:reserve", decision, run.corr()),
+    )
+    if not decision.get("approved"):
+        return (yield from run.finish("denied", {"reasons": decision.get("reasons") or []}))
+
+    ended = yield from _entry(run)
+    entry_ids = [run.cid(leg.name) for leg in intent.entry_legs]
+    filled = {cid: Decimal(run.tracker.filled(cid)) for cid in entry_ids}
+    complete = all(run.tracker.status(cid) == "filled" for cid in entry_ids)
+    yield context.call_entity(risk_entity(run.account), "release", {"intent_id": intent.intent_id})
+
+    detail: dict[str, Any] = {"entry": ended, "filled": {k: dec_str(v) for k, v in filled.items()}}
+    if intent.kind is PlanKind.PAIR and not complete and any(filled.values()):
+        unwound = yield from _unwind(run)
+        return (yield from run.finish(unwound, detail))
+    if intent.kind is PlanKind.BRACKET and filled[entry_ids[0]] > 0:
+        detail["exits"] = yield from _exits(run, filled[entry_ids[0]])
+        return (yield from run.finish("completed", detail))
+    if complete:
+        return (yield from run.finish("completed", detail))
+    if any(filled.values()):
+        return (yield from run.finish("partially_filled", detail))
+    if all(run.tracker.status(cid) == "rejected" for cid in entry_ids):
+        reasons = [run.tracker.orders[cid].get("reject_reason") for cid in entry_ids]
+        return (yield from run.finish("rejected", {**detail, "reasons": reasons}))
+    return (yield from run.finish("canceled" if ended == "cancel" else "expired", detail))
+
+
+@bp.orchestration_trigger(context_name="context")
+def trade(context: Ctx) -> Steps:
+    return (yield from run_trade(context))

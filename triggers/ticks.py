@@ -1,0 +1,81 @@
+"""``ticks``: the Event Hub trigger that turns market data into trades.
+
+Per batch: parse and validate every event (bad ones are dead-lettered), update the
+strategies, start one trade orchestration per new intent (instance id = intent id, never
+twice), tell running orchestrations about order updates, then save the strategies' state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities.signals import RawEvent, SignalProcessor
+from adapters.bootstrap import Services, services
+from adapters.durable_client import start_once
+from triggers.blueprint import bp
+
+log = logging.getLogger("desk.ticks")
+
+TRADE_ORCHESTRATOR = "trade"
+ORDER_UPDATE_EVENT = "order_update"
+
+_lock = threading.Lock()
+_processors: dict[int, SignalProcessor] = {}
+
+
+def processor(svc: Services | None = None) -> SignalProcessor:
+    """The warm processor for the current services (one per process)."""
+    svc = svc or services()
+    with _lock:
+        found = _processors.get(id(svc))
+        if found is None or found.svc is not svc:
+            _processors.clear()
+            found = _processors[id(svc)] = SignalProcessor(svc)
+        return found
+
+
+def raw_event(event: func.EventHubEvent) -> RawEvent:
+    partition = "0"
+    context = (event.metadata or {}).get("PartitionContext")
+    if isinstance(context, str):
+        context = json.loads(context)
+    if isinstance(context, dict) and context.get("PartitionId") is not None:
+        partition = str(context["PartitionId"])
+    return RawEvent(partition, int(event.sequence_number or 0), event.get_body())
+
+
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="ticks",
+    connection="TICKS_EVENTHUB",
+    cardinality="many",
+)
+@bp.durable_client_input(client_name="client")
+async def ticks(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
+    desk = processor()
+    now = datetime.now(UTC)
+    batch = desk.ingest([raw_event(e) for e in events], now=now)
+    try:
+        desk.audit_signals(batch, now=now)
+        for request in batch.requests:
+            await start_once(
+                client, TRADE_ORCHESTRATOR, request.intent.intent_id, request.to_dict()
+            )
+    except Exception:
+        desk.abandon(batch)
+        raise
+    for update in batch.order_updates:
+        instance_id = update.client_order_id.split(":", 1)[0]
+        try:
+            await client.raise_event(instance_id, ORDER_UPDATE_EVENT, update.to_dict())
+        except Exception as error:  # the poll catches up; an update is only a wake-up call
+            log.info("order update for %s not delivered: %s", instance_id, error)
+    desk.commit(batch)
+    if batch.dead_letters:
+        log.warning("ticks: %d malformed events dead-lettered", batch.dead_letters)
