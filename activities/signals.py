@@ -278,6 +278,13 @@ class SignalProcessor:
             for slot in batch.slots:
                 slot.version = "stale"
 
+    def abandon_all(self) -> None:
+        """Forget all warm state (as a fresh process would start)."""
+        with self._lock:
+            for slot in self._slots.values():
+                slot.version = "stale"
+            self._cursors.clear()
+
     def commit(self, batch: Batch) -> None:
         """Save what the batch changed: strategy snapshots and partition cursors."""
         with self._lock:

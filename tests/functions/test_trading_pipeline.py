@@ -3,17 +3,25 @@ the simulated broker: each plan type end to end, under devhost with a virtual cl
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from devhost.durable import RuntimeStatus
-from tests.functions.desk import Desk, make_desk
+from domain.execution import TradeRequest
+from domain.model import Side
+from domain.orders import OrderIntent, OrderLeg, PlanKind
+from tests.functions.desk import T0, Desk, make_desk
+from tests.functions.faults import FlakyBroker
+from triggers import ticks as ticks_trigger
 
 SMA = {"kind": "sma_cross", "symbol": "AAPL", "fast": 2, "slow": 3, "quantity": 10}
-RISING = [100.0, 100.0, 100.0, 101.0, 102.0]
+RISING = [100.0, 100.0, 100.0, 101.0]  # the fast SMA crosses above at 101
 
 
 @pytest.fixture
@@ -37,3 +45,233 @@ def test_a_crossover_signal_becomes_a_filled_market_order(desk: Desk) -> None:
     [position] = desk.store.positions("paper")
     assert position.quantity == Decimal(10)
     assert desk.chain_ok()
+
+
+def bracket_desk(tmp_path: Path, *, oco: bool) -> Desk:
+    config = {**SMA, "plan": "bracket", "take_profit_pct": 1, "stop_loss_pct": 1}
+    return make_desk(tmp_path, strategies=[config], simulator=SimulatorConfig(supports_oco=oco))
+
+
+@pytest.mark.parametrize("oco", [True, False], ids=["native-oco", "orchestrated-oco"])
+def test_a_bracket_takes_profit_and_the_stop_is_cancelled(tmp_path: Path, oco: bool) -> None:
+    desk = bracket_desk(tmp_path, oco=oco)
+    try:
+        desk.prices("AAPL", RISING)  # entry at 101: take-profit 102.01, stop 99.99
+        desk.settle(3)
+        [trade] = desk.trades()
+        assert trade.custom_status["stage"] == "exits"
+        desk.prices("AAPL", [101.5, 102.5])
+        desk.settle(3)
+        final = desk.status(trade.instance_id)
+        assert final.runtime_status is RuntimeStatus.COMPLETED
+        orders = {o.leg: o for o in desk.store.orders_for_intent(trade.instance_id)}
+        assert orders["entry"].status.value == "filled"
+        assert orders["tp"].status.value == "filled"
+        assert orders["sl"].status.value == "canceled"
+        assert orders["tp"].avg_fill_price == Decimal("102.5")
+        [position] = desk.store.positions("paper")
+        assert position.quantity == 0
+        assert position.realized_pnl == Decimal("15.0")  # 10 * (102.5 - 101)
+        assert desk.chain_ok()
+    finally:
+        desk.close()
+
+
+def test_a_bracket_stop_loss_fires_on_the_way_down(tmp_path: Path) -> None:
+    desk = bracket_desk(tmp_path, oco=False)
+    try:
+        desk.prices("AAPL", RISING)
+        desk.settle(3)
+        desk.prices("AAPL", [100.5, 99.9])
+        desk.settle(3)
+        [trade] = desk.trades()
+        orders = {o.leg: o.status.value for o in desk.store.orders_for_intent(trade.instance_id)}
+        assert orders == {"entry": "filled", "tp": "canceled", "sl": "filled"}
+        assert desk.store.positions("paper")[0].quantity == 0
+    finally:
+        desk.close()
+
+
+def pair_request(intent_id: str, *, b_symbol: str = "QQQ") -> dict[str, object]:
+    intent = OrderIntent(
+        intent_id=intent_id,
+        account="paper",
+        source="test",
+        kind=PlanKind.PAIR,
+        legs=(
+            OrderLeg("a", "SPY", Side.BUY, Decimal(5)),
+            OrderLeg("b", b_symbol, Side.SELL, Decimal(5)),
+        ),
+        ts_created=T0,
+        reference_prices={"SPY": Decimal(500), b_symbol: Decimal(400)},
+        unwind_after_s=20,
+    )
+    return TradeRequest(intent, poll_interval_s=1).to_dict()
+
+
+def test_a_pair_fills_both_legs_together(desk: Desk) -> None:
+    desk.prices("SPY", [500.0])
+    desk.prices("QQQ", [400.0])
+    desk.settle()
+    desk.engine.start_new("trade", "int-pair1", pair_request("int-pair1"))
+    desk.settle(2)
+    final = desk.status("int-pair1")
+    assert final.output["outcome"] == "completed"
+    quantities = {p.symbol: p.quantity for p in desk.store.positions("paper")}
+    assert quantities == {"SPY": Decimal(5), "QQQ": Decimal(-5)}
+
+
+def test_a_pair_whose_second_leg_is_rejected_unwinds_the_first(tmp_path: Path) -> None:
+    desk = make_desk(tmp_path, simulator=SimulatorConfig(reject_symbols=frozenset({"IWM"})))
+    try:
+        desk.prices("SPY", [500.0])
+        desk.prices("IWM", [200.0])
+        desk.settle()
+        desk.engine.start_new("trade", "int-pair2", pair_request("int-pair2", b_symbol="IWM"))
+        desk.settle(2)
+        final = desk.status("int-pair2")
+        assert final.output["outcome"] == "unwound"
+        legs = {o.leg: o.status.value for o in desk.store.orders_for_intent("int-pair2")}
+        assert legs == {"a": "filled", "b": "rejected", "unwind-a": "filled"}
+        assert all(p.quantity == 0 for p in desk.store.positions("paper"))
+        assert desk.chain_ok()
+    finally:
+        desk.close()
+
+
+def test_a_pair_leg_not_filled_in_time_is_cancelled_and_the_other_unwound(
+    tmp_path: Path,
+) -> None:
+    desk = make_desk(tmp_path)
+    try:
+        desk.prices("SPY", [500.0])
+        desk.settle()  # QQQ has never printed: its market order waits for a print
+        desk.engine.start_new("trade", "int-pair3", pair_request("int-pair3"))
+        desk.settle(60)
+        final = desk.status("int-pair3")
+        assert final.output["outcome"] == "unwound"
+        legs = {o.leg: o.status.value for o in desk.store.orders_for_intent("int-pair3")}
+        assert legs == {"a": "filled", "b": "canceled", "unwind-a": "filled"}
+    finally:
+        desk.close()
+
+
+@pytest.mark.parametrize(
+    ("limits", "code"),
+    [
+        ({"max_order_quantity": "5"}, "order_quantity"),
+        ({"max_order_notional": "500"}, "order_notional"),
+        ({"max_position_notional": "900"}, "position_notional"),
+        ({"max_gross_exposure": "900"}, "gross_exposure"),
+        ({"blocked_symbols": ["AAPL"]}, "symbol_blocked"),
+        ({"allowed_symbols": ["MSFT"]}, "symbol_not_allowed"),
+        ({"max_open_orders": 0}, "open_orders"),
+        ({"max_orders_per_minute": 0}, "order_rate"),
+    ],
+)
+def test_each_risk_denial_stops_the_trade_before_the_broker(
+    desk: Desk, limits: dict[str, object], code: str
+) -> None:
+    desk.engine.signal_entity(("RiskEntity", "paper"), "set_limits", limits)
+    desk.prices("AAPL", RISING)
+    desk.settle(5)
+    [trade] = desk.trades()
+    assert trade.output["outcome"] == "denied"
+    assert code in {reason["code"] for reason in trade.output["reasons"]}
+    assert desk.store.orders_for_intent(trade.instance_id) == []
+    decisions = [r for r in desk.store.records("paper") if r.kind.value == "risk_decision"]
+    assert decisions[-1].payload["approved"] is False
+    assert desk.chain_ok()
+
+
+def test_a_halted_account_is_denied(desk: Desk) -> None:
+    desk.engine.signal_entity(("RiskEntity", "paper"), "halt", {"reason": "test"})
+    desk.prices("AAPL", RISING)
+    desk.settle(5)
+    [trade] = desk.trades()
+    assert {r["code"] for r in trade.output["reasons"]} == {"halted"}
+
+
+def test_the_same_batch_delivered_twice_starts_nothing_twice(desk: Desk) -> None:
+    desk.prices("AAPL", RISING)
+    desk.settle(5)
+    # Redelivery: the checkpoints go back to the start, as after a host crash.
+    for partition in range(2):
+        desk.host.event_log.checkpoint("ticks", "$Default", partition, -1)
+    desk.settle(5)
+    # A publisher retry: the same ticks again, as new events.
+    desk.market_ts = T0
+    desk.prices("AAPL", RISING)
+    desk.settle(5)
+    assert len(desk.trades()) == 1
+    assert desk.services.simulator is not None
+    assert desk.services.simulator.submissions == 1
+    assert desk.store.positions("paper")[0].quantity == Decimal(10)
+
+
+def test_a_restarted_processor_continues_from_the_snapshot(desk: Desk) -> None:
+    desk.prices("AAPL", RISING[:3])
+    desk.settle()
+    ticks_trigger.processor().abandon_all()
+    desk.prices("AAPL", RISING[3:])
+    desk.settle(5)
+    assert len(desk.trades()) == 1
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [["lost"], ["429", "429"], ["503", "lost", "429"]],
+    ids=["response-lost", "throttled", "mixed"],
+)
+def test_broker_faults_give_exactly_one_order_per_leg(tmp_path: Path, faults: list[str]) -> None:
+    flaky = FlakyBroker(SimulatedBroker(), deque(faults))
+    desk = make_desk(tmp_path, strategies=[SMA], broker=flaky)
+    try:
+        desk.prices("AAPL", RISING)
+        desk.run_out()
+        [trade] = desk.trades()
+        assert trade.output["outcome"] == "completed"
+        assert flaky.inner.submissions == 1
+        assert all(o.is_terminal for o in desk.store.orders_for_intent(trade.instance_id))
+        assert desk.store.positions("paper")[0].quantity == Decimal(10)
+    finally:
+        desk.close()
+
+
+def test_partial_fills_reach_the_books_once_each(tmp_path: Path) -> None:
+    desk = make_desk(
+        tmp_path, strategies=[SMA], simulator=SimulatorConfig(partial_fill_fraction=Decimal("0.3"))
+    )
+    try:
+        desk.prices("AAPL", RISING)
+        desk.settle(2)
+        for price in (101.1, 101.2, 101.3):  # one print at a time: each wakes the orchestration
+            desk.prices("AAPL", [price])
+            desk.settle()
+        [trade] = desk.trades()
+        [order] = desk.store.orders_for_intent(trade.instance_id)
+        assert order.status.value == "filled"
+        fills = desk.store.fills("paper")
+        assert sorted(f.quantity for f in fills) == [Decimal(1), Decimal(3), Decimal(3), Decimal(3)]
+        assert desk.store.positions("paper")[0].quantity == Decimal(10)
+        risk = desk.engine.read_entity(("RiskEntity", "paper")).state
+        assert len(risk["executions"]) == 4
+    finally:
+        desk.close()
+
+
+def test_an_entry_not_filled_by_the_deadline_is_cancelled(tmp_path: Path) -> None:
+    desk = make_desk(
+        tmp_path, strategies=[SMA], simulator=SimulatorConfig(latency=timedelta(minutes=5))
+    )
+    try:
+        desk.prices("AAPL", RISING)
+        desk.settle(120)
+        [trade] = desk.trades()
+        assert trade.output["outcome"] == "expired"
+        [order] = desk.store.orders_for_intent(trade.instance_id)
+        assert order.status.value == "canceled"
+        risk = desk.engine.read_entity(("RiskEntity", "paper")).state
+        assert risk["reservations"] == []
+    finally:
+        desk.close()

@@ -1,0 +1,144 @@
+"""The simulated broker: each order type against trade prints, latency, slippage,
+partial fills, rejections, OCO, idempotent submits and market hours."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
+from domain.model import OrderType, Side
+from domain.orders import OrderLeg
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+D = Decimal
+
+
+def leg(side: Side = Side.BUY, quantity: int = 10, **kwargs: object) -> OrderLeg:
+    return OrderLeg("entry", "AAPL", side, D(quantity), **kwargs)  # type: ignore[arg-type]
+
+
+def prints(broker: SimulatedBroker, *prices: str) -> list[str]:
+    statuses = []
+    for i, price in enumerate(prices):
+        for order in broker.on_trade("AAPL", D(price), T0 + timedelta(seconds=i + 1)):
+            statuses.append(f"{order.client_order_id}:{order.status}")
+    return statuses
+
+
+def test_a_market_order_fills_at_the_last_print_with_slippage_against_it() -> None:
+    broker = SimulatedBroker(SimulatorConfig(slippage_bps=D(10)))
+    broker.on_trade("AAPL", D("100"), T0)
+    buy = broker.submit(leg(), "i:buy")
+    sell = broker.submit(leg(Side.SELL, 4), "i:sell")
+    assert (buy.status, buy.avg_fill_price) == ("filled", D("100.10"))
+    assert (sell.status, sell.avg_fill_price) == ("filled", D("99.90"))
+    assert broker.positions() == {"AAPL": D(6)}
+
+
+def test_latency_makes_a_market_order_wait_for_a_later_print() -> None:
+    broker = SimulatedBroker(SimulatorConfig(latency=timedelta(milliseconds=1500)))
+    broker.on_trade("AAPL", D("100"), T0)
+    assert broker.submit(leg(), "i:entry").status == "new"
+    assert prints(broker, "101") == []
+    assert prints(broker, "101", "102") == ["i:entry:filled"]
+    filled = broker.get_by_client_order_id("i:entry")
+    assert filled is not None and filled.avg_fill_price == D("102")
+
+
+def test_a_limit_fills_only_when_a_print_reaches_it() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit(leg(order_type=OrderType.LIMIT, limit_price=D("99")), "i:entry")
+    assert prints(broker, "99.5") == []
+    assert prints(broker, "98.9") == ["i:entry:filled"]
+
+
+def test_stops_and_stop_limits_trigger_on_their_price() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit(leg(Side.SELL, order_type=OrderType.STOP, stop_price=D("95")), "s:stop")
+    broker.submit(
+        leg(order_type=OrderType.STOP_LIMIT, stop_price=D("105"), limit_price=D("105.5")),
+        "s:stoplimit",
+    )
+    assert prints(broker, "96", "104") == []
+    assert prints(broker, "106") == []  # triggered, but above its limit
+    assert prints(broker, "105.2") == ["s:stoplimit:filled"]
+    assert prints(broker, "94.5") == ["s:stop:filled"]
+
+
+def test_a_trailing_stop_follows_the_high_and_fires_on_the_pullback() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit(
+        leg(Side.SELL, order_type=OrderType.TRAILING_STOP, trail_percent=D("2")), "t:trail"
+    )
+    assert prints(broker, "101", "110", "108") == []  # the stop is 107.80 after 110
+    assert prints(broker, "107.7") == ["t:trail:filled"]
+
+
+def test_partial_fills_split_an_order_over_several_prints() -> None:
+    broker = SimulatedBroker(SimulatorConfig(partial_fill_fraction=D("0.4")))
+    broker.on_trade("AAPL", D("100"), T0)
+    first = broker.submit(leg(), "p:entry")
+    assert (first.status, first.filled_qty) == ("partially_filled", D(4))
+    assert prints(broker, "100.5", "101") == ["p:entry:partially_filled", "p:entry:filled"]
+    done = broker.get_by_client_order_id("p:entry")
+    assert done is not None
+    assert done.avg_fill_price == D("100.4")  # (4*100 + 4*100.5 + 2*101) / 10
+
+
+def test_rejections_by_symbol_rate_and_buying_power() -> None:
+    broker = SimulatedBroker(
+        SimulatorConfig(reject_symbols=frozenset({"AAPL"}), starting_cash=D(1000))
+    )
+    assert broker.submit(leg(), "r:1").reject_reason == "AAPL is not tradable"
+    poor = SimulatedBroker(SimulatorConfig(starting_cash=D(500)))
+    poor.on_trade("AAPL", D("100"), T0)
+    assert poor.submit(leg(), "r:2").reject_reason == "insufficient buying power"
+    always = SimulatedBroker(SimulatorConfig(reject_rate=1.0))
+    assert always.submit(leg(), "r:3").status == "rejected"
+
+
+def test_submitting_the_same_client_order_id_again_returns_the_first_order() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    first = broker.submit(leg(), "i:entry")
+    again = broker.submit(leg(quantity=99), "i:entry")
+    assert again == first
+    assert broker.submissions == 1
+    assert broker.positions() == {"AAPL": D(10)}
+
+
+def test_an_oco_pair_cancels_the_other_leg_when_one_fills() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    tp = OrderLeg("tp", "AAPL", Side.SELL, D(10), OrderType.LIMIT, limit_price=D("103"))
+    sl = OrderLeg("sl", "AAPL", Side.SELL, D(10), OrderType.STOP, stop_price=D("98"))
+    broker.submit_oco(tp, sl, ("b:tp", "b:sl"))
+    assert sorted(prints(broker, "101", "103.5")) == ["b:sl:canceled", "b:tp:filled"]
+    assert broker.open_orders() == []
+
+
+def test_cancel_closes_an_open_order_and_leaves_a_filled_one() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit(leg(order_type=OrderType.LIMIT, limit_price=D("90")), "c:open")
+    broker.submit(leg(), "c:done")
+    assert broker.cancel("c:open") is not None
+    assert broker.get_by_client_order_id("c:open").status == "canceled"  # type: ignore[union-attr]
+    assert broker.cancel("c:done").status == "filled"  # type: ignore[union-attr]
+    assert broker.cancel("c:unknown") is None
+
+
+def test_the_clock_follows_market_time_and_weekday_sessions() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)  # a Monday, 15:00 UTC
+    clock = broker.clock()
+    assert clock.is_open and clock.ts_next_close == datetime(2026, 3, 2, 21, 0, tzinfo=UTC)
+    broker.on_trade("AAPL", D("100"), datetime(2026, 3, 7, 15, 0, tzinfo=UTC))  # Saturday
+    weekend = broker.clock()
+    assert not weekend.is_open
+    assert weekend.ts_next_open == datetime(2026, 3, 9, 14, 30, tzinfo=UTC)
+    assert len(broker.calendar(date(2026, 3, 2), date(2026, 3, 8))) == 5
