@@ -161,6 +161,10 @@ class Broker(Protocol):
 
     def buying_power(self) -> Decimal: ...
 
+    def last_price(self, symbol: str) -> Decimal | None:
+        """The last trade price the broker knows of, if any (sizes manual market orders)."""
+        ...
+
     def clock(self) -> MarketClock: ...
 
     def calendar(self, start: date, end: date) -> list[tuple[datetime, datetime]]:

@@ -1,6 +1,6 @@
 """Event Hub, HTTP and timer functions: parse the input, call one handler, return."""
 
-from triggers import http_health as _http_health  # noqa: F401  (registers its functions)
+from triggers import http_api as _http_api  # noqa: F401  (registers its functions)
 from triggers import ticks as _ticks  # noqa: F401
 from triggers.blueprint import bp
 

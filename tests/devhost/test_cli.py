@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -109,6 +110,7 @@ def test_start_serves_the_real_app_and_stops_cleanly_on_sigint(tmp_path: Path) -
             "--plain-logs",
         ],
         cwd=root,
+        env={**os.environ, "TRADING_BOOKS_PATH": str(tmp_path / "books.sqlite")},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -124,7 +126,7 @@ def test_start_serves_the_real_app_and_stops_cleanly_on_sigint(tmp_path: Path) -
                 time.sleep(0.1)
         assert response is not None, process.communicate(timeout=5)
         assert response.status_code == 200
-        assert response.json() == {"status": "ok"}
+        assert response.json()["status"] == "ok"
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=30)
         assert process.returncode == 0

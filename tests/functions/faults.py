@@ -56,6 +56,9 @@ class FlakyBroker:
     def buying_power(self) -> Decimal:
         return self.inner.buying_power()
 
+    def last_price(self, symbol: str) -> Decimal | None:
+        return self.inner.last_price(symbol)
+
     def clock(self) -> MarketClock:
         return self.inner.clock()
 

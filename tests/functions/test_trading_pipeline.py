@@ -3,20 +3,24 @@ the simulated broker: each plan type end to end, under devhost with a virtual cl
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from devhost.durable import RuntimeStatus
 from domain.execution import TradeRequest
+from domain.market import ParseError, Tick, parse_market_event
 from domain.model import Side
 from domain.orders import OrderIntent, OrderLeg, PlanKind
-from tests.functions.desk import T0, Desk, make_desk
+from tests.functions.desk import T0, Desk, make_desk, trade
 from tests.functions.faults import FlakyBroker
 from triggers import ticks as ticks_trigger
 
@@ -275,3 +279,67 @@ def test_an_entry_not_filled_by_the_deadline_is_cancelled(tmp_path: Path) -> Non
         assert risk["reservations"] == []
     finally:
         desk.close()
+
+
+JUNK = st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=64).map(str.encode),
+    st.dictionaries(
+        st.sampled_from(["type", "symbol", "price", "size", "ts", "id"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12)),
+    ).map(lambda d: json.dumps(d).encode()),
+    st.sampled_from(
+        [
+            b'{"type":"trade","symbol":"AAPL","price":-1,"size":1,"ts":"2026-03-02T14:31:00Z"}',
+            b'{"type":"trade","symbol":"aapl","price":1,"size":1,"ts":"2026-03-02T14:31:00Z"}',
+            b'{"type":"trade","symbol":"AAPL","price":"NaN","size":1,"ts":"2026-03-02T14:31:00Z"}',
+            b'{"type":"trade","symbol":"AAPL","price":1,"size":1,"ts":"2999-01-01T00:00:00Z"}',
+            b'{"type":"trade","symbol":"AAPL","price":1,"size":1,"ts":"2026-03-02T14:31:00"}',
+            b"[]",
+            b"null",
+        ]
+    ),
+)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(junk=st.lists(JUNK, min_size=40, max_size=80))
+def test_malformed_events_are_dead_lettered_and_the_good_ones_still_trade(
+    tmp_path_factory: pytest.TempPathFactory, junk: list[bytes]
+) -> None:
+    desk = make_desk(tmp_path_factory.mktemp("junk"), strategies=[SMA])
+    try:
+        good = []
+        for price in RISING:
+            desk.market_ts += timedelta(seconds=1)
+            good.append(("AAPL", trade("AAPL", price, desk.market_ts)))
+        mixed: list[tuple[str | None, bytes]] = [("AAPL", body) for body in junk]
+        for index, event in enumerate(good):
+            mixed.insert(index * 15, event)
+        desk.publish(mixed)
+        desk.settle(5)
+        assert desk.host.event_log.failed_batches() == []
+        counters = ticks_trigger.processor().counters
+        dead = [r for r in desk.store.records("ingest") if r.kind.value == "dead_letter"]
+        assert counters.ticks + counters.dead_letters == len(mixed) - ignored(junk)
+        assert len(dead) == counters.dead_letters
+        assert all({"field", "reason", "raw"} <= set(r.payload) for r in dead)
+        [trade_status] = desk.trades()
+        assert trade_status.output["outcome"] == "completed"
+        assert desk.chain_ok()
+    finally:
+        desk.close()
+
+
+def ignored(junk: list[bytes]) -> int:
+    """Valid market events the strategies do not use (quotes and bars) are not ticks."""
+    count = 0
+    for body in junk:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            continue
+        parsed = parse_market_event(data, now=datetime.now(UTC))
+        if not isinstance(parsed, ParseError | Tick):
+            count += 1
+    return count
