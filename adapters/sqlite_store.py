@@ -21,7 +21,7 @@ from domain.audit import AuditRecord
 from domain.errors import Conflict
 from domain.fills import Fill
 from domain.ids import canonical_json
-from domain.orders import Order
+from domain.orders import TERMINAL, Order
 from domain.portfolio import Position
 from domain.ports import Claim, Versioned
 from domain.serde import ts_str
@@ -259,6 +259,18 @@ class SqliteStore:
             rows = self._db.execute(
                 "SELECT body FROM orders WHERE intent_id = ? ORDER BY client_order_id",
                 (intent_id,),
+            ).fetchall()
+        return [Order.from_dict(json.loads(body)) for (body,) in rows]
+
+    def open_orders(self) -> list[Order]:
+        """Orders whose status is not final, oldest id first."""
+        finals = sorted(status.value for status in TERMINAL)
+        marks = ", ".join("?" * len(finals))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT body FROM orders WHERE json_extract(body, '$.status') NOT IN ({marks}) "
+                "ORDER BY client_order_id",
+                finals,
             ).fetchall()
         return [Order.from_dict(json.loads(body)) for (body,) in rows]
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import azure.functions as func
 from aiohttp import web
+from azure.functions.timer import TimerRequest
 
-from devhost.app_index import AppIndex, UnsupportedApp, index_app
+from devhost.app_index import AppIndex, FunctionSpec, UnsupportedApp, index_app
 from devhost.eventhub import EventHubListener, EventLog, RetryPolicy, parse_timespan
 from devhost.http_host import HostKeys, HttpHost
 from devhost.invoke import invoke
@@ -79,6 +80,7 @@ class DevHost:
     ) -> None:
         self.config = config
         self.now = now
+        self.client_payload = client_payload
         apply_settings(read_local_settings(config.root), os.environ)
         self.host_json = read_host_json(config.root)
         durable = self.host_json.get("extensions", {}).get("durableTask", {})
@@ -146,14 +148,30 @@ class DevHost:
     def application(self) -> web.Application:
         return self.http.application(self._extra_routes)
 
+    async def _fire(self, spec: FunctionSpec, request: func.TimerRequest) -> None:
+        kwargs: dict[str, Any] = {spec.trigger_param: request}
+        if spec.client_param is not None:
+            if self.client_payload is None:
+                raise UnsupportedApp(f"{spec.name}: needs a durable client, and none is configured")
+            kwargs[spec.client_param] = self.client_payload()
+        try:
+            await invoke(spec, kwargs, self.executor)
+        except Exception:
+            log.exception("timer %s failed", spec.name, extra={"function": spec.name})
+
     async def run_timers_once(self) -> int:
         due = self.timers.due(self.now())
         for spec, request in due:
-            try:
-                await invoke(spec, {spec.trigger_param: request}, self.executor)
-            except Exception:
-                log.exception("timer %s failed", spec.name, extra={"function": spec.name})
+            await self._fire(spec, request)
         return len(due)
+
+    async def fire_timer(self, name: str) -> None:
+        """Run one timer function now, whatever its schedule (like the host's
+        ``POST /admin/functions/{name}``)."""
+        spec = self.index.functions.get(name)
+        if spec is None or spec.trigger_type != "timerTrigger":
+            raise KeyError(f"no timer function {name!r}")
+        await self._fire(spec, TimerRequest(past_due=False))
 
     async def pump_feeds_once(self, max_events: int | None = None) -> int:
         published = 0

@@ -111,6 +111,10 @@ class OrderStore(Protocol):
 
     def orders_for_intent(self, intent_id: str) -> list[Order]: ...
 
+    def open_orders(self) -> list[Order]:
+        """Orders not yet in a final status (reconciliation compares them with the broker)."""
+        ...
+
 
 class PositionStore(Protocol):
     def apply_fill_to_position(self, fill: Fill) -> Position:

@@ -110,6 +110,10 @@ class Desk:
         self.deliver()
         self.engine.run_until_idle(until=self.clock.now())
 
+    def fire(self, timer: str) -> None:
+        """Run a timer function now, then the durable work it started."""
+        self.loop.run_until_complete(self.host.fire_timer(timer))
+
     def run_out(self) -> None:
         """Everything to its end: every timer fires, however far ahead."""
         self.deliver()

@@ -240,3 +240,12 @@ def test_orders_are_created_once_and_updated_only_from_the_version_read(
     store.create_order(Order("int-2:entry", "int-2", "entry", "AAPL", Side.BUY, Decimal("1")))
     assert [o.leg for o in store.orders_for_intent("int-1")] == ["entry", "tp"]
     assert store.get_order("missing") is None
+
+
+def test_open_orders_are_those_not_in_a_final_status(store: SqliteStore) -> None:
+    resting = Order("int-3:entry", "int-3", "entry", "AAPL", Side.BUY, Decimal("10"))
+    done = Order("int-4:entry", "int-4", "entry", "AAPL", Side.BUY, Decimal("10"))
+    store.create_order(resting)
+    store.create_order(done)
+    store.update_order(done.transition(OrderStatus.CANCELED, ts=T0), expected_version=0)
+    assert [o.client_order_id for o in store.open_orders()] == ["int-3:entry"]

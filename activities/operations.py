@@ -1,0 +1,140 @@
+"""Housekeeping the timers run: warm-up, reconciliation with the broker, and the end of
+the trading day. Plain functions of the services; the timer functions only call them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from activities import service
+from adapters.bootstrap import Services
+from domain.audit import AuditKind
+from domain.fills import Fill
+from domain.serde import dec_str, ts_str
+
+
+def warm_up(svc: Services) -> dict[str, Any]:
+    """Open the books and ask the broker for its clock, so the first tick pays neither."""
+    svc.store.head(svc.settings.account)
+    clock = svc.broker.clock()
+    return {
+        "market_open": clock.is_open,
+        "ts_next_open": ts_str(clock.ts_next_open),
+        "ts_next_close": ts_str(clock.ts_next_close),
+    }
+
+
+@dataclass
+class Reconciliation:
+    fixed: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fixed": self.fixed,
+            "alerts": self.alerts,
+            "fills": [fill.to_dict() for fill in self.fills],
+        }
+
+
+def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
+    """Compare the books with the broker. What the broker proves (an order's status and
+    fills) is applied to the books; what it cannot (an order only one side knows, a
+    position that still differs) is raised as an alert."""
+    result = Reconciliation()
+    for order in svc.store.open_orders():
+        snapshot = svc.broker.get_by_client_order_id(order.client_order_id)
+        if snapshot is None:
+            result.alerts.append(
+                {"client_order_id": order.client_order_id, "problem": "unknown to the broker"}
+            )
+            continue
+        if snapshot.status != order.status.value or snapshot.filled_qty != order.filled_qty:
+            result.fills.extend(service.apply_snapshot(svc, snapshot, ts=ts))
+            result.fixed.append(
+                {
+                    "client_order_id": order.client_order_id,
+                    "status": f"{order.status.value} -> {snapshot.status}",
+                    "filled_qty": f"{dec_str(order.filled_qty)} -> {dec_str(snapshot.filled_qty)}",
+                }
+            )
+    for open_order in svc.broker.open_orders():
+        if svc.store.get_order(open_order.client_order_id) is None:
+            result.alerts.append(
+                {"client_order_id": open_order.client_order_id, "problem": "unknown to the books"}
+            )
+    books = {p.symbol: p.quantity for p in svc.store.positions(svc.settings.account) if p.quantity}
+    broker = svc.broker.positions()
+    for symbol in sorted(set(books) | set(broker)):
+        held, reported = books.get(symbol, Decimal(0)), broker.get(symbol, Decimal(0))
+        if held != reported:
+            result.alerts.append(
+                {
+                    "symbol": symbol,
+                    "problem": "position differs",
+                    "books": dec_str(held),
+                    "broker": dec_str(reported),
+                }
+            )
+    if result.fixed or result.alerts:
+        service.record(
+            svc,
+            AuditKind.ALERT if result.alerts else AuditKind.RECONCILIATION,
+            f"reconcile:{ts_str(ts)}",
+            ts=ts,
+            payload={"fixed": result.fixed, "alerts": result.alerts},
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """What the end-of-day timer should do now: ``flatten`` the session that is about to
+    close, or ``close_day`` (snapshot and reset) for a session that has closed."""
+
+    flatten_session: date | None = None
+    close_day: date | None = None
+    next_day: date | None = None
+
+
+def plan_day(svc: Services, *, minutes_before_close: int) -> DayPlan:
+    clock = svc.broker.clock()
+    now = clock.ts_now
+    if clock.is_open:
+        if clock.ts_next_close - now <= timedelta(minutes=minutes_before_close):
+            return DayPlan(flatten_session=clock.ts_next_close.date())
+        return DayPlan()
+    sessions = svc.broker.calendar(now.date() - timedelta(days=10), now.date())
+    closed = [close for _, close in sessions if close <= now]
+    if not closed:
+        return DayPlan()
+    day = closed[-1].date()
+    event_id = f"eod:{svc.settings.account}:{day.isoformat()}"
+    if svc.store.find_event(svc.settings.account, event_id) is not None:
+        return DayPlan()
+    return DayPlan(close_day=day, next_day=clock.ts_next_open.date())
+
+
+def close_day(
+    svc: Services, day: date, risk_state: Mapping[str, Any] | None, *, ts: datetime
+) -> dict[str, Any]:
+    """The day's closing snapshot (positions and realised P&L), written once."""
+    positions = svc.store.positions(svc.settings.account)
+    snapshot = {
+        "day": day.isoformat(),
+        "positions": [p.to_dict() for p in positions if p.quantity],
+        "realized_pnl_total": dec_str(sum((p.realized_pnl for p in positions), Decimal(0))),
+        "realized_today": (risk_state or {}).get("realized_today", "0"),
+    }
+    service.record(
+        svc,
+        AuditKind.RECONCILIATION,
+        f"eod:{svc.settings.account}:{day.isoformat()}",
+        ts=ts,
+        payload=snapshot,
+    )
+    return snapshot

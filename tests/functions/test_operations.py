@@ -1,0 +1,98 @@
+"""The timers: warm-up gives the risk entity its limits, reconciliation fixes the books
+from the broker and alerts on the rest, and the end of day flattens, snapshots and resets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from activities import service
+from domain.model import OrderType, Side
+from domain.orders import OrderLeg
+from domain.risk import RiskLimits
+from tests.functions.desk import Desk, make_desk, trade
+
+
+@pytest.fixture
+def desk(tmp_path: Path) -> Iterator[Desk]:
+    made = make_desk(tmp_path, risk_limits=RiskLimits(max_order_quantity=Decimal(50)))
+    made.prices("AAPL", [100.0])
+    made.settle()
+    yield made
+    made.close()
+
+
+def risk(desk: Desk) -> dict[str, object]:
+    state = desk.engine.read_entity(("RiskEntity", "paper")).state
+    assert isinstance(state, dict)
+    return state
+
+
+def test_warm_up_gives_the_risk_entity_the_configured_limits(desk: Desk) -> None:
+    desk.fire("warm_up")
+    desk.settle()
+    limits = risk(desk)["limits"]
+    assert isinstance(limits, dict) and limits["max_order_quantity"] == "50"
+
+
+def test_reconciliation_applies_what_the_broker_proves_and_alerts_on_the_rest(desk: Desk) -> None:
+    now = datetime.now(UTC)
+    resting = OrderLeg(
+        "entry", "AAPL", Side.BUY, Decimal(5), OrderType.LIMIT, limit_price=Decimal(99)
+    )
+    service.submit_order(desk.services, "int-recon", resting, ts=now)
+    simulator = desk.services.simulator
+    assert simulator is not None
+    stray = OrderLeg(
+        "entry", "AAPL", Side.BUY, Decimal(2), OrderType.LIMIT, limit_price=Decimal(90)
+    )
+    simulator.submit(stray, "placed-elsewhere:entry")
+    # The broker fills the resting order; nothing tells the books.
+    simulator.on_trade("AAPL", Decimal("98.5"), datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
+    assert desk.store.get_order("int-recon:entry").status.value == "new"  # type: ignore[union-attr]
+    desk.fire("reconciliation")
+    desk.settle()
+    order = desk.store.get_order("int-recon:entry")
+    assert order is not None and order.status.value == "filled"
+    assert [p.quantity for p in desk.store.positions("paper")] == [Decimal(5)]
+    assert len(risk(desk)["executions"]) == 1  # type: ignore[arg-type]
+    [alert] = [r for r in desk.store.records("paper") if r.kind.value == "alert"]
+    problems = {
+        a.get("client_order_id") or a.get("symbol"): a["problem"] for a in alert.payload["alerts"]
+    }
+    assert problems == {"placed-elsewhere:entry": "unknown to the books"}
+    desk.fire("reconciliation")  # nothing new to fix: the books already agree
+    assert len([r for r in desk.store.records("paper") if r.kind.value == "alert"]) == 2
+
+
+def test_the_end_of_day_flattens_before_the_close_then_closes_the_day(desk: Desk) -> None:
+    desk.publish([("AAPL", trade("AAPL", 100.0, datetime(2026, 3, 2, 20, 50, tzinfo=UTC)))])
+    desk.settle()
+    response = desk.http("POST", "orders", json={"symbol": "AAPL", "side": "buy", "quantity": 7})
+    assert response.status_code == 202
+    desk.settle(2)
+    desk.fire("end_of_day")  # 20:50: ten minutes to go, nothing yet
+    assert [s for s in desk.engine.query() if s.name == "flatten"] == []
+    desk.publish([("AAPL", trade("AAPL", 101.0, datetime(2026, 3, 2, 20, 56, tzinfo=UTC)))])
+    desk.settle()
+    desk.fire("end_of_day")
+    desk.settle(5)
+    [flatten] = [s for s in desk.engine.query() if s.name == "flatten"]
+    assert flatten.instance_id == "flatten-paper-20260302-eod"
+    assert all(p.quantity == 0 for p in desk.store.positions("paper"))
+    assert risk(desk)["halted"] is False  # the end of day is not a kill switch
+    desk.publish([("AAPL", trade("AAPL", 101.0, datetime(2026, 3, 2, 21, 1, tzinfo=UTC)))])
+    desk.settle()
+    desk.fire("end_of_day")
+    desk.settle()
+    desk.fire("end_of_day")
+    desk.settle()
+    [closing] = [r for r in desk.store.records("paper") if r.event_id.startswith("eod:")]
+    assert closing.payload["day"] == "2026-03-02"
+    assert closing.payload["realized_pnl_total"] == "7"
+    assert risk(desk)["day"] == "2026-03-03"
+    assert desk.chain_ok()

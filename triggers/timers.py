@@ -1,0 +1,81 @@
+"""Timer functions: warm-up, reconciliation with the broker, and the end of the day.
+Market hours come from the broker's clock and calendar, never from these schedules: the
+schedules only say how often to look."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities import operations
+from adapters.bootstrap import services
+from adapters.durable_client import start_once
+from domain.risk import RiskLimits
+from triggers.blueprint import bp
+
+log = logging.getLogger("desk.timers")
+
+RISK_ENTITY = "RiskEntity"
+FLATTEN_ORCHESTRATOR = "flatten"
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=True)
+@bp.durable_client_input(client_name="client")
+async def warm_up(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Touch the books and the broker; give the risk entity the configured limits."""
+    svc = services()
+    state = operations.warm_up(svc)
+    limits = svc.settings.risk_limits
+    if limits is not None:
+        entity = df.EntityId(RISK_ENTITY, svc.settings.account)
+        current = await client.read_entity_state(entity)
+        stored = (current.entity_state or {}).get("limits") if current.entity_exists else None
+        if (
+            stored is None
+            or RiskLimits.from_dict({k: v for k, v in stored.items() if v is not None}) != limits
+        ):
+            await client.signal_entity(entity, "set_limits", limits.to_dict())
+    log.info("warm-up: market open %s", state["market_open"])
+
+
+@bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *")
+@bp.durable_client_input(client_name="client")
+async def reconciliation(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    svc = services()
+    result = operations.reconcile(svc, ts=datetime.now(UTC))
+    entity = df.EntityId(RISK_ENTITY, svc.settings.account)
+    for fill in result.fills:
+        await client.signal_entity(entity, "apply_fill", fill.to_dict())
+    if result.alerts:
+        log.warning("reconciliation: %d alerts: %s", len(result.alerts), result.alerts)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="15 * * * * *")
+@bp.durable_client_input(client_name="client")
+async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
+    """Before the close: flatten. After it: snapshot the day and reset the risk day."""
+    svc = services()
+    account = svc.settings.account
+    plan = operations.plan_day(svc, minutes_before_close=svc.settings.flatten_before_close_min)
+    if plan.flatten_session is not None:
+        instance_id = f"flatten-{account}-{plan.flatten_session:%Y%m%d}-eod"
+        await start_once(
+            client,
+            FLATTEN_ORCHESTRATOR,
+            instance_id,
+            {"account": account, "reason": "end of day", "keep_trading": True},
+        )
+    if plan.close_day is not None:
+        entity = df.EntityId(RISK_ENTITY, account)
+        risk = await client.read_entity_state(entity)
+        operations.close_day(
+            svc,
+            plan.close_day,
+            risk.entity_state if risk.entity_exists else None,
+            ts=datetime.now(UTC),
+        )
+        next_day = (plan.next_day or plan.close_day).isoformat()
+        await client.signal_entity(entity, "reset_day", {"day": next_day})
