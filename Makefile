@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit bench clean
+.PHONY: test run lint typecheck unit bench clean
+
+# The main job: a seeded synthetic session through the whole desk under devhost.
+RUN_DIR := .desk/run
+RUN_EVENTS ?= 30000
+ARGS ?=
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +22,15 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/pytest
+
+run: $(STAMP)
+	rm -rf $(RUN_DIR)
+	TRADING_BOOKS_PATH=$(RUN_DIR)/books.sqlite TRADING_ENTRY_TIMEOUT_S=10 \
+	TRADING_POLL_INTERVAL_S=1 TRADING_EXIT_TIMEOUT_S=60 \
+	$(BIN)/python -m devhost --state-dir $(RUN_DIR)/devhost start \
+		--feed synthetic --symbols AAPL,MSFT,NVDA,SPY,QQQ --seed 7 --limit $(RUN_EVENTS) \
+		--market-start 2026-03-02T20:10:00Z --timers-every 1 --log-level WARNING \
+		--session --report activities.report:print_session_report $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,4 +47,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.durable
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .desk

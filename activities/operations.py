@@ -12,8 +12,28 @@ from typing import Any
 from activities import service
 from adapters.bootstrap import Services
 from domain.audit import AuditKind
+from domain.errors import Conflict
 from domain.fills import Fill
+from domain.ids import canonical_json
 from domain.serde import dec_str, ts_str
+
+END_OF_DAY = "end of day"
+
+
+def resume_after_close(svc: Services, risk_state: Mapping[str, Any], *, ts: datetime) -> bool:
+    """Lift the halt the end-of-day flatten put on; True when the risk entity should resume
+    too. A halt for any other reason (kill switch, loss limit) is left to an operator."""
+    halt = service.halted(svc)
+    entity_reason = risk_state.get("halt_reason")
+    ours = (halt is None or halt.get("reason") == END_OF_DAY) and entity_reason in (
+        None,
+        END_OF_DAY,
+    )
+    if not ours:
+        return False
+    if halt is not None:
+        service.set_halt(svc, False, "next session", ts=ts)
+    return bool(risk_state.get("halted"))
 
 
 def warm_up(svc: Services) -> dict[str, Any]:
@@ -44,7 +64,7 @@ class Reconciliation:
 def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
     """Compare the books with the broker. What the broker proves (an order's status and
     fills) is applied to the books; what it cannot (an order only one side knows, a
-    position that still differs) is raised as an alert."""
+    position that still differs) is raised as an alert once two runs in a row find it."""
     result = Reconciliation()
     for order in svc.store.open_orders():
         snapshot = svc.broker.get_by_client_order_id(order.client_order_id)
@@ -80,6 +100,7 @@ def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
                     "broker": dec_str(reported),
                 }
             )
+    result.alerts = _persistent(svc, result.alerts)
     if result.fixed or result.alerts:
         service.record(
             svc,
@@ -89,6 +110,25 @@ def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
             payload={"fixed": result.fixed, "alerts": result.alerts},
         )
     return result
+
+
+PENDING_KEY = "reconcile:pending"
+
+
+def _persistent(svc: Services, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Only what two runs in a row both found: orders in flight and fills being booked
+    make the books and the broker differ for a moment, and that is not worth an alert."""
+    stored = svc.store.load(PENDING_KEY)
+    before = {canonical_json(a) for a in (stored.value.get("alerts", []) if stored else [])}
+    try:
+        svc.store.save(
+            PENDING_KEY,
+            {"alerts": found},
+            expected_version=None if stored is None else stored.version,
+        )
+    except Conflict:
+        return []  # another instance reconciled at the same moment; it reports
+    return [alert for alert in found if canonical_json(alert) in before]
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,14 @@ values. Rejections come back as values; a raised exception means "worth retrying
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
 
 from activities import service
 from activities.blueprint import bp
-from adapters.bootstrap import services
+from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
 from domain.audit import AuditKind
 from domain.errors import ValidationError
@@ -32,7 +33,11 @@ def _ids(payload: Mapping[str, Any]) -> list[str]:
 
 @bp.activity_trigger(input_name="payload")
 def submit_order(payload: dict[str, Any]) -> dict[str, Any]:
+    """One leg to the broker; ``audit`` entries the orchestration decided on the way are
+    written first."""
     wall = payload.get("ts_wall_created")
+    ts = parse_ts(require(payload, "ts"), "ts")
+    _record_entries(services(), payload.get("audit") or [], ts)
     return service.submit_order(
         services(),
         require_str(payload, "intent_id"),
@@ -74,9 +79,11 @@ def cancel_orders(payload: dict[str, Any]) -> list[dict[str, Any]]:
 def record_audit(payload: dict[str, Any]) -> int:
     """Audit records decided by an orchestration: ``entries`` of kind, event id,
     correlation and payload, all at ``ts``."""
-    svc = services()
     ts = parse_ts(require(payload, "ts"), "ts")
-    entries = require(payload, "entries")
+    return _record_entries(services(), require(payload, "entries"), ts)
+
+
+def _record_entries(svc: Services, entries: object, ts: datetime) -> int:
     if not isinstance(entries, list):
         raise ValidationError("entries", "must be a list")
     for entry in entries:

@@ -262,6 +262,12 @@ class SqliteStore:
             ).fetchall()
         return [Order.from_dict(json.loads(body)) for (body,) in rows]
 
+    def all_orders(self) -> list[Order]:
+        """Every order in the books (reports and inspection)."""
+        with self._lock:
+            rows = self._db.execute("SELECT body FROM orders ORDER BY client_order_id").fetchall()
+        return [Order.from_dict(json.loads(body)) for (body,) in rows]
+
     def open_orders(self) -> list[Order]:
         """Orders whose status is not final, oldest id first."""
         finals = sorted(status.value for status in TERMINAL)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
 import signal
 import sys
+import time
+import warnings
 from collections import Counter
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from devhost import logs
+from devhost import logs, worker_loop
 from devhost.app_index import UnsupportedApp, load_app
 from devhost.durable.clock import SystemClock, from_micros
 from devhost.durable.engine import DurableEngine
@@ -83,6 +86,36 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--limit", type=int, default=None, help="synthetic feed: stop after this many events"
     )
+    start.add_argument(
+        "--market-start",
+        default=None,
+        help="synthetic feed: market time of the first event (ISO 8601, default 2026-03-02 14:30Z)",
+    )
+    start.add_argument(
+        "--timers-every",
+        type=float,
+        default=None,
+        help="fire every timer function this often (seconds) instead of on its schedule: "
+        "for a synthetic session whose market time runs faster than the clock",
+    )
+    start.add_argument(
+        "--session",
+        action="store_true",
+        help="run until the feed is consumed and no orchestration is left running, showing "
+        "progress; then print the --report and stop (or keep serving with --serve)",
+    )
+    start.add_argument(
+        "--serve", action="store_true", help="with --session: keep serving after the report"
+    )
+    start.add_argument(
+        "--report", default=None, help="with --session: module:function printing a report"
+    )
+    start.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=120.0,
+        help="with --session: seconds to wait for orchestrations once the feed is consumed",
+    )
     start.add_argument("--activity-workers", type=int, default=4, help="threads running activities")
     start.add_argument("--no-timers", action="store_true", help="do not fire timer triggers")
     start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
@@ -111,7 +144,16 @@ def make_source(args: argparse.Namespace) -> EventSource | None:
         return None
     if feed == "synthetic":
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
-        return SyntheticMarket(symbols, seed=args.seed, limit=args.limit)
+        market = SyntheticMarket(symbols, seed=args.seed, limit=args.limit)
+        if args.market_start:
+            try:
+                start = datetime.fromisoformat(args.market_start.replace("Z", "+00:00"))
+            except ValueError:
+                raise SystemExit(f"--market-start: not ISO 8601: {args.market_start!r}") from None
+            if start.tzinfo is None:
+                raise SystemExit("--market-start: give a time zone (e.g. Z)")
+            market.ts_start = start.astimezone(UTC)
+        return market
     if feed.startswith("file:"):
         path = Path(feed.removeprefix("file:"))
         if not path.is_file():
@@ -128,8 +170,9 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> None:
     base_url = f"http://{args.host}:{args.port}"
     source = make_source(args)
     feeds = [] if source is None else [Feed(source, hub=args.hub, rate=args.rate)]
+    scheduled_timers = not args.no_timers and args.timers_every is None
     config = HostConfig(
-        root, state_dir, port=args.port, feeds=feeds, enable_timers=not args.no_timers
+        root, state_dir, port=args.port, feeds=feeds, enable_timers=scheduled_timers
     )
     engine_holder: dict[str, DurableApi] = {}
 
@@ -163,11 +206,79 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    helpers = []
+    if args.timers_every is not None and not args.no_timers:
+        helpers.append(loop.create_task(fire_timers_every(host, args.timers_every, stop)))
+    if args.session:
+        finished = await run_session(host, engine, stop, args.drain_timeout)
+        if args.report:
+            module, _, attribute = args.report.partition(":")
+            report = getattr(importlib.import_module(module), attribute or "main")
+            await asyncio.to_thread(report)
+        if finished and not args.serve:
+            stop.set()
+        elif args.serve:
+            print(f"serving on {base_url} until Ctrl+C", flush=True)
     await stop.wait()
+    for helper in helpers:
+        helper.cancel()
     log.info("stopping")
     await host.stop()
     await runner.cleanup()
     engine.close()
+    worker_loop.shutdown()
+
+
+async def fire_timers_every(host: DevHost, seconds: float, stop: asyncio.Event) -> None:
+    names = [spec.name for spec in host.index.timers]
+    while not stop.is_set():
+        for name in names:
+            await host.fire_timer(name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+def _progress(host: DevHost, engine: DurableEngine, started: float) -> tuple[str, int, int]:
+    lag = sum(lag for _, _, lag in host.event_log.lags())
+    counts = Counter(s.runtime_status.value for s in engine.query())
+    running = counts.get("Running", 0) + counts.get("Pending", 0)
+    done = sum(v for k, v in counts.items() if k not in ("Running", "Pending"))
+    line = (
+        f"[{time.monotonic() - started:6.1f}s] events not yet consumed {lag:>6} | "
+        f"orchestrations running {running:>4}, finished {done:>5}"
+        + (f", failed {counts['Failed']}" if counts.get("Failed") else "")
+    )
+    return line, lag, running
+
+
+async def run_session(
+    host: DevHost, engine: DurableEngine, stop: asyncio.Event, drain_timeout: float
+) -> bool:
+    """Show progress until the feeds are consumed and no orchestration runs; False if the
+    drain timed out or the run was interrupted."""
+    started = time.monotonic()
+    drained_at: float | None = None
+    live = sys.stderr.isatty()
+    last_print = 0.0
+    while not stop.is_set():
+        line, lag, running = await asyncio.to_thread(_progress, host, engine, started)
+        now = time.monotonic()
+        if live:
+            print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif now - last_print >= 5:
+            print(line, file=sys.stderr, flush=True)
+            last_print = now
+        if host.feeds_finished and lag == 0:
+            drained_at = drained_at or now
+            if running == 0:
+                break
+            if now - drained_at > drain_timeout:
+                print(f"\n{running} orchestrations still running", file=sys.stderr)
+                return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+    print(f"\r{line}" if live else line, file=sys.stderr, flush=True)
+    return not stop.is_set()
 
 
 def banner(host: DevHost, base_url: str) -> str:
@@ -277,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     state_dir: Path = (args.state_dir or root / ".devhost").resolve()
     if args.command == "start":
         logs.configure(args.log_level, json_lines=not args.plain_logs)
+        # The SDK warns whenever an external event arrives before the orchestration waits
+        # for it; it keeps the event for the wait, so the warning is noise here.
+        warnings.filterwarnings("ignore", message="Potential duplicate Task completion")
         try:
             asyncio.run(serve(args, state_dir))
         except UnsupportedApp as refused:

@@ -118,6 +118,7 @@ class DevHost:
             time_zone=os.environ.get("WEBSITE_TIME_ZONE") or None,
         )
         self._tasks: list[asyncio.Task[Any]] = []
+        self._feed_tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()
 
     def _listeners(self, client_payload: Callable[[], str] | None) -> list[EventHubListener]:
@@ -239,9 +240,16 @@ class DevHost:
         if self.timers.timers:
             self._tasks.append(loop.create_task(self._timer_loop()))
         for feed in self.config.feeds:
-            self._tasks.append(loop.create_task(self._feed_loop(feed)))
+            task = loop.create_task(self._feed_loop(feed))
+            self._feed_tasks.append(task)
+            self._tasks.append(task)
         for listener in self.listeners:
             self._tasks.append(loop.create_task(self._listener_loop(listener, min(max_wait, 0.2))))
+
+    @property
+    def feeds_finished(self) -> bool:
+        """Every feed has published all its source holds."""
+        return all(task.done() for task in self._feed_tasks)
 
     async def stop(self) -> None:
         self._stopping.set()

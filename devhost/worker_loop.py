@@ -9,6 +9,7 @@ own, on a daemon thread, whatever thread or loop the invocation comes from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future
@@ -42,3 +43,25 @@ def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
 async def run_async(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Await ``coroutine`` running on the worker loop (from any other loop)."""
     return await asyncio.wrap_future(submit(coroutine))
+
+
+async def _close_sdk_session() -> None:
+    # The durable SDK opens its session lazily and never closes it; the Python worker's
+    # process simply exits. Closing it here keeps a clean shutdown free of aiohttp warnings.
+    from azure.durable_functions.models.utils import http_utils
+
+    close = getattr(http_utils, "_close_session", None)
+    if close is not None:
+        await close()
+
+
+def shutdown() -> None:
+    """Close what async functions left open on the worker loop, then stop it."""
+    global _loop
+    with _lock:
+        loop, _loop = _loop, None
+    if loop is None or loop.is_closed():
+        return
+    with contextlib.suppress(Exception):
+        asyncio.run_coroutine_threadsafe(_close_sdk_session(), loop).result(timeout=5)
+    loop.call_soon_threadsafe(loop.stop)

@@ -20,6 +20,7 @@ log = logging.getLogger("desk.timers")
 
 RISK_ENTITY = "RiskEntity"
 FLATTEN_ORCHESTRATOR = "flatten"
+END_OF_DAY = operations.END_OF_DAY
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=True)
@@ -56,7 +57,9 @@ async def reconciliation(timer: func.TimerRequest, client: df.DurableOrchestrati
 @bp.timer_trigger(arg_name="timer", schedule="15 * * * * *")
 @bp.durable_client_input(client_name="client")
 async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
-    """Before the close: flatten. After it: snapshot the day and reset the risk day."""
+    """Before the close: flatten, and halt new entries for the rest of the session. After
+    it: snapshot the day, reset the risk day, and lift the end-of-day halt (a halt for any
+    other reason stays until an operator resumes)."""
     svc = services()
     account = svc.settings.account
     plan = operations.plan_day(svc, minutes_before_close=svc.settings.flatten_before_close_min)
@@ -66,7 +69,7 @@ async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationCl
             client,
             FLATTEN_ORCHESTRATOR,
             instance_id,
-            {"account": account, "reason": "end of day", "keep_trading": True},
+            {"account": account, "reason": END_OF_DAY},
         )
     if plan.close_day is not None:
         entity = df.EntityId(RISK_ENTITY, account)
@@ -79,3 +82,6 @@ async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationCl
         )
         next_day = (plan.next_day or plan.close_day).isoformat()
         await client.signal_entity(entity, "reset_day", {"day": next_day})
+        state = risk.entity_state if risk.entity_exists else {}
+        if operations.resume_after_close(svc, state or {}, ts=datetime.now(UTC)):
+            await client.signal_entity(entity, "resume", {})

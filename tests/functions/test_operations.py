@@ -60,16 +60,21 @@ def test_reconciliation_applies_what_the_broker_proves_and_alerts_on_the_rest(de
     assert order is not None and order.status.value == "filled"
     assert [p.quantity for p in desk.store.positions("paper")] == [Decimal(5)]
     assert len(risk(desk)["executions"]) == 1  # type: ignore[arg-type]
+    # A discrepancy is only an alert when the next run still finds it (orders in flight
+    # make the two sides differ for a moment).
+    assert [r for r in desk.store.records("paper") if r.kind.value == "alert"] == []
+    desk.fire("reconciliation")
     [alert] = [r for r in desk.store.records("paper") if r.kind.value == "alert"]
     problems = {
         a.get("client_order_id") or a.get("symbol"): a["problem"] for a in alert.payload["alerts"]
     }
     assert problems == {"placed-elsewhere:entry": "unknown to the books"}
-    desk.fire("reconciliation")  # nothing new to fix: the books already agree
-    assert len([r for r in desk.store.records("paper") if r.kind.value == "alert"]) == 2
+    simulator.cancel("placed-elsewhere:entry")
+    desk.fire("reconciliation")  # resolved at the broker: no further alert
+    assert len([r for r in desk.store.records("paper") if r.kind.value == "alert"]) == 1
 
 
-def test_the_end_of_day_flattens_before_the_close_then_closes_the_day(desk: Desk) -> None:
+def test_the_end_of_day_flattens_and_halts_then_closes_the_day_and_resumes(desk: Desk) -> None:
     desk.publish([("AAPL", trade("AAPL", 100.0, datetime(2026, 3, 2, 20, 50, tzinfo=UTC)))])
     desk.settle()
     response = desk.http("POST", "orders", json={"symbol": "AAPL", "side": "buy", "quantity": 7})
@@ -84,7 +89,10 @@ def test_the_end_of_day_flattens_before_the_close_then_closes_the_day(desk: Desk
     [flatten] = [s for s in desk.engine.query() if s.name == "flatten"]
     assert flatten.instance_id == "flatten-paper-20260302-eod"
     assert all(p.quantity == 0 for p in desk.store.positions("paper"))
-    assert risk(desk)["halted"] is False  # the end of day is not a kill switch
+    assert risk(desk)["halt_reason"] == "end of day"  # no new entries before the close
+    late = desk.http("POST", "orders", json={"symbol": "AAPL", "side": "buy", "quantity": 1})
+    desk.settle(2)
+    assert desk.status(late.json()["intent_id"]).output["outcome"] == "denied"
     desk.publish([("AAPL", trade("AAPL", 101.0, datetime(2026, 3, 2, 21, 1, tzinfo=UTC)))])
     desk.settle()
     desk.fire("end_of_day")
@@ -95,4 +103,19 @@ def test_the_end_of_day_flattens_before_the_close_then_closes_the_day(desk: Desk
     assert closing.payload["day"] == "2026-03-02"
     assert closing.payload["realized_pnl_total"] == "7"
     assert risk(desk)["day"] == "2026-03-03"
+    assert risk(desk)["halted"] is False  # the next session trades again
     assert desk.chain_ok()
+
+
+def test_closing_the_day_does_not_lift_a_kill_switch(desk: Desk) -> None:
+    halted = desk.http("POST", "killswitch", admin=True, json={"action": "halt", "reason": "ops"})
+    assert halted.status_code == 202
+    desk.settle(5)
+    desk.publish([("AAPL", trade("AAPL", 101.0, datetime(2026, 3, 2, 21, 1, tzinfo=UTC)))])
+    desk.settle()
+    desk.fire("end_of_day")
+    desk.settle()
+    state = risk(desk)
+    assert state["day"] == "2026-03-03"
+    assert state["halted"] is True
+    assert state["halt_reason"] == "ops"
