@@ -13,7 +13,6 @@ the two replays the batch into the same intents instead of losing them.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -22,12 +21,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from activities import service
 from adapters.bootstrap import Services
+from domain import audit
 from domain.audit import AuditKind
 from domain.errors import Conflict, RetryableFault, ValidationError
 from domain.execution import BrokerOrder, TradeRequest
-from domain.market import ParseError, Tick, parse_market_event
+from domain.market import ParseError, Tick, parse_market_event, parse_tick
 from domain.planning import SizingRule, plan_intent
 from domain.strategies import AnyStrategy, Signal, build_strategy
 
@@ -136,22 +138,33 @@ class SignalProcessor:
     # -- warm state ------------------------------------------------------------------------
 
     def _refresh(self, slots: Sequence[_Slot], partitions: Sequence[str]) -> None:
-        """Make the warm state match the store: another instance may have moved on."""
+        """Make the warm state match the store: another instance may have moved on. Only
+        versions are read unless one differs."""
         cursor_keys = [self._cursor_key(p) for p in partitions]
-        stored = self.svc.store.load_many([s.key for s in slots] + cursor_keys)
-        for slot in slots:
+        current = self.svc.store.versions([s.key for s in slots] + cursor_keys)
+        stale_slots = [s for s in slots if s.key in current and current[s.key] != s.version]
+        stale_cursors = [
+            (partition, key)
+            for partition, key in zip(partitions, cursor_keys, strict=True)
+            if key in current and (self._cursors.get(partition) or (0, None))[1] != current[key]
+        ]
+        if not stale_slots and not stale_cursors:
+            return
+        stored = self.svc.store.load_many(
+            [s.key for s in stale_slots] + [key for _, key in stale_cursors]
+        )
+        for slot in stale_slots:
             found = stored.get(slot.key)
-            if found is None or found.version == slot.version:
+            if found is None:
                 continue
             snapshot = found.value
             config = {**slot.config, "state": snapshot["strategy"].get("state")}
             slot.strategy = build_strategy(config)
             slot.targets = tuple(int(t) for t in snapshot["targets"])
             slot.version = found.version
-        for partition, key in zip(partitions, cursor_keys, strict=True):
+        for partition, key in stale_cursors:
             found = stored.get(key)
-            known = self._cursors.get(partition)
-            if found is not None and (known is None or known[1] != found.version):
+            if found is not None:
                 self._cursors[partition] = (int(found.value["seq"]), found.version)
 
     def _cursor_key(self, partition: str) -> str:
@@ -159,22 +172,34 @@ class SignalProcessor:
 
     # -- a batch ---------------------------------------------------------------------------
 
-    def _dead_letter(self, event: RawEvent, error: ParseError, now: datetime) -> None:
-        raw = event.body[:RAW_LIMIT].decode("utf-8", errors="replace")
-        service.record(
-            self.svc,
-            AuditKind.DEAD_LETTER,
-            f"{self.hub}:{event.partition}:{event.seq}",
-            ts=now,
+    def _dead_letters(self, refused: list[tuple[RawEvent, ParseError]], now: datetime) -> None:
+        entries = [
+            audit.Entry(
+                AuditKind.DEAD_LETTER,
+                f"{self.hub}:{event.partition}:{event.seq}",
+                payload={
+                    **error.to_dict(),
+                    "raw": event.body[:RAW_LIMIT].decode("utf-8", errors="replace"),
+                    "partition": event.partition,
+                },
+            )
+            for event, error in refused
+        ]
+        audit.append_many(
+            self.svc.store,
             partition=service.DEAD_LETTER_PARTITION,
-            payload={**error.to_dict(), "raw": raw, "partition": event.partition},
+            ts_recorded=now,
+            entries=entries,
         )
 
-    def _parse(self, event: RawEvent, now: datetime) -> Tick | ParseError | None:
+    @staticmethod
+    def _parse(event: RawEvent, now: datetime) -> Tick | ParseError | None:
         try:
-            data = json.loads(event.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            data = orjson.loads(event.body)
+        except orjson.JSONDecodeError as error:
             return ParseError("body", f"not JSON: {error}")
+        if type(data) is dict and data.get("type", "trade") == "trade":
+            return parse_tick(data, now=now)  # the common case, without the dispatch
         parsed = parse_market_event(data, now=now)
         if isinstance(parsed, ParseError | Tick):
             return parsed
@@ -187,30 +212,35 @@ class SignalProcessor:
     def _ingest(self, events: Sequence[RawEvent], now: datetime) -> Batch:
         batch = Batch()
         ticks: list[Tick] = []
+        refused: list[tuple[RawEvent, ParseError]] = []
         partitions = sorted({e.partition for e in events})
         self._refresh(list(self._slots.values()), partitions)
+        seen = {p: self._cursors.get(p, (-1, None))[0] for p in partitions}
+        highest = dict(seen)
+        parse = self._parse
         for event in events:
-            seen = self._cursors.get(event.partition)
-            if seen is not None and event.seq <= seen[0]:
+            if event.seq <= seen[event.partition]:
                 batch.duplicates += 1
                 continue
-            current = batch.cursors.get(event.partition, -1)
-            batch.cursors[event.partition] = max(current, event.seq)
-            parsed = self._parse(event, now)
-            if isinstance(parsed, ParseError):
-                self._dead_letter(event, parsed, now)
-                batch.dead_letters += 1
-            elif parsed is not None:
+            if event.seq > highest[event.partition]:
+                highest[event.partition] = event.seq
+            parsed = parse(event, now)
+            if type(parsed) is Tick:
                 ticks.append(parsed)
+            elif isinstance(parsed, ParseError):
+                refused.append((event, parsed))
+        batch.cursors = {p: seq for p, seq in highest.items() if seq > seen[p]}
+        if refused:
+            self._dead_letters(refused, now)
+            batch.dead_letters = len(refused)
         batch.ticks = len(ticks)
         simulator = self.svc.simulator
+        if simulator is not None:
+            batch.order_updates = simulator.on_trades(ticks)
         touched: dict[str, _Slot] = {}
+        by_symbol = self._by_symbol
         for tick in ticks:
-            if simulator is not None:
-                batch.order_updates.extend(
-                    simulator.on_trades(((tick.symbol, tick.price, tick.ts_event),))
-                )
-            for slot in self._by_symbol.get(tick.symbol, ()):
+            for slot in by_symbol.get(tick.symbol, ()):
                 touched[slot.key] = slot
                 signal = slot.strategy.on_tick(tick)
                 if signal is not None:
@@ -261,15 +291,20 @@ class SignalProcessor:
         )
 
     def audit_signals(self, batch: Batch, *, now: datetime) -> None:
-        for signal in batch.signals:
-            service.record(
-                self.svc,
-                AuditKind.SIGNAL,
-                signal.signal_id,
-                ts=now,
-                correlation={"strategy_id": signal.strategy_id},
-                payload=signal.to_dict(),
-            )
+        audit.append_many(
+            self.svc.store,
+            partition=self.svc.settings.account,
+            ts_recorded=now,
+            entries=[
+                audit.Entry(
+                    AuditKind.SIGNAL,
+                    data["signal_id"],
+                    correlation={"strategy_id": data["strategy_id"]},
+                    payload=data,
+                )
+                for data in (signal.to_dict() for signal in batch.signals)
+            ],
+        )
 
     def abandon(self, batch: Batch) -> None:
         """The batch failed before its commit: drop the warm state it touched, so its
@@ -289,18 +324,21 @@ class SignalProcessor:
         """Save what the batch changed: strategy snapshots and partition cursors."""
         with self._lock:
             store = self.svc.store
+            slots = batch.slots
+            cursors = list(batch.cursors.items())
+            items: list[tuple[str, Mapping[str, Any], str | None]] = [
+                (slot.key, slot.snapshot(), slot.version) for slot in slots
+            ]
+            for partition, seq in cursors:
+                known = self._cursors.get(partition)
+                items.append(
+                    (self._cursor_key(partition), {"seq": seq}, None if known is None else known[1])
+                )
             try:
-                for slot in batch.slots:
-                    slot.version = store.save(
-                        slot.key, slot.snapshot(), expected_version=slot.version
-                    )
-                for partition, seq in batch.cursors.items():
-                    known = self._cursors.get(partition)
-                    version = store.save(
-                        self._cursor_key(partition),
-                        {"seq": seq},
-                        expected_version=None if known is None else known[1],
-                    )
+                versions = store.save_many(items)
+                for slot, version in zip(slots, versions, strict=False):
+                    slot.version = version
+                for (partition, seq), version in zip(cursors, versions[len(slots) :], strict=True):
                     self._cursors[partition] = (seq, version)
             except Conflict as error:
                 # Another instance saved first: forget the warm state, and let the host

@@ -22,6 +22,7 @@ from typing import Any, Self
 
 from domain.errors import ValidationError
 from domain.execution import BrokerOrder
+from domain.market import Tick
 from domain.model import OrderType, Side
 from domain.orders import OrderLeg, OrderStatus
 from domain.ports import MarketClock
@@ -118,6 +119,7 @@ class SimulatedBroker:
     _orders: dict[str, _SimOrder] = field(default_factory=dict)
     _open_by_symbol: dict[str, dict[str, _SimOrder]] = field(default_factory=dict)
     _last: dict[str, Decimal] = field(default_factory=dict)
+    _last_float: dict[str, float] = field(default_factory=dict)
     _positions: dict[str, Decimal] = field(default_factory=dict)
     _ts_market: datetime = EPOCH
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -139,6 +141,7 @@ class SimulatedBroker:
             if ts > self._ts_market:
                 self._ts_market = ts
             self._last[symbol] = price
+            self._last_float[symbol] = float(price)
             book = self._open_by_symbol.get(symbol)
             if not book:
                 return []
@@ -151,18 +154,31 @@ class SimulatedBroker:
                         changed[peer.client_order_id] = peer.view()
             return list(changed.values())
 
-    def on_trades(self, trades: Iterable[tuple[str, float, datetime]]) -> list[BrokerOrder]:
+    def on_trades(self, ticks: Iterable[Tick]) -> list[BrokerOrder]:
+        """A batch of prints, in order. Symbols without open orders only move the last
+        price (kept as the feed's float until someone asks), so a busy feed stays cheap."""
         changed: dict[str, BrokerOrder] = {}
-        for symbol, price, ts in trades:
-            if self._open_by_symbol.get(symbol):
-                for order in self.on_trade(symbol, Decimal(repr(price)), ts):
-                    changed[order.client_order_id] = order
-            else:
-                with self._lock:
-                    self._last[symbol] = Decimal(repr(price))
-                    if ts > self._ts_market:
-                        self._ts_market = ts
+        with self._lock:
+            latest = self._ts_market
+            for tick in ticks:
+                symbol = tick.symbol
+                if self._open_by_symbol.get(symbol):
+                    for order in self.on_trade(symbol, Decimal(repr(tick.price)), tick.ts_event):
+                        changed[order.client_order_id] = order
+                else:
+                    self._last_float[symbol] = tick.price
+                    self._last.pop(symbol, None)
+                if tick.ts_event > latest:
+                    latest = tick.ts_event
+            if latest > self._ts_market:
+                self._ts_market = latest
         return list(changed.values())
+
+    def _last_price(self, symbol: str) -> Decimal | None:
+        price = self._last.get(symbol)
+        if price is None and symbol in self._last_float:
+            price = self._last[symbol] = Decimal(repr(self._last_float[symbol]))
+        return price
 
     # -- matching --------------------------------------------------------------------------
 
@@ -256,7 +272,7 @@ class SimulatedBroker:
             if int.from_bytes(digest[:8], "big") / 2**64 < self.config.reject_rate:
                 return "rejected by the simulated exchange"
         if leg.side is Side.BUY:
-            price = leg.limit_price or leg.stop_price or self._last.get(leg.symbol)
+            price = leg.limit_price or leg.stop_price or self._last_price(leg.symbol)
             if price is not None and price * leg.quantity > self._cash:
                 return "insufficient buying power"
         return None
@@ -282,7 +298,7 @@ class SimulatedBroker:
         return order
 
     def _match_now(self, order: _SimOrder) -> None:
-        last = self._last.get(order.leg.symbol)
+        last = self._last_price(order.leg.symbol)
         if last is None or self.config.latency != timedelta(0) or not order.is_open:
             return
         if self._match(order, last, self._ts_market):
@@ -342,7 +358,7 @@ class SimulatedBroker:
 
     def last_price(self, symbol: str) -> Decimal | None:
         with self._lock:
-            return self._last.get(symbol)
+            return self._last_price(symbol)
 
     # -- market hours ----------------------------------------------------------------------
 

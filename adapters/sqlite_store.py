@@ -17,6 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from domain.audit import AuditRecord
 from domain.errors import Conflict
 from domain.fills import Fill
@@ -125,21 +127,39 @@ class SqliteStore:
         return None if row is None else AuditRecord.from_dict(json.loads(row[0]))
 
     def insert(self, record: AuditRecord) -> bool:
+        return self.insert_many([record])
+
+    def insert_many(self, records: Sequence[AuditRecord]) -> bool:
+        """All of ``records`` in one transaction, or none (a position already taken)."""
         try:
             with self._transaction() as db:
-                db.execute(
+                db.executemany(
                     "INSERT INTO audit VALUES (?, ?, ?, ?, ?)",
-                    (
-                        record.record_id,
-                        record.partition,
-                        record.seq,
-                        record.event_id,
-                        canonical_json(record.to_dict()),
-                    ),
+                    [
+                        (
+                            r.record_id,
+                            r.partition,
+                            r.seq,
+                            r.event_id,
+                            canonical_json(r.to_dict()),
+                        )
+                        for r in records
+                    ],
                 )
         except sqlite3.IntegrityError:
             return False
         return True
+
+    def find_events(self, partition: str, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT event_id FROM audit WHERE partition = ? AND event_id IN "
+                f"({','.join('?' * len(event_ids))})",
+                [partition, *event_ids],
+            ).fetchall()
+        return {event_id for (event_id,) in rows}
 
     def find_event(self, partition: str, event_id: str) -> AuditRecord | None:
         row = self._one(
@@ -297,7 +317,17 @@ class SqliteStore:
 
     def load(self, key: str) -> Versioned | None:
         row = self._one("SELECT value, version FROM signal_state WHERE key = ?", (key,))
-        return None if row is None else Versioned(json.loads(row[0]), row[1])
+        return None if row is None else Versioned(orjson.loads(row[0]), row[1])
+
+    def versions(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, version FROM signal_state WHERE key IN ({','.join('?' * len(keys))})",
+                list(keys),
+            ).fetchall()
+        return dict(rows)
 
     def load_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
         if not keys:
@@ -308,21 +338,30 @@ class SqliteStore:
                 f"({','.join('?' * len(keys))})",
                 list(keys),
             ).fetchall()
-        return {key: Versioned(json.loads(value), version) for key, value, version in rows}
+        return {key: Versioned(orjson.loads(value), version) for key, value, version in rows}
 
     def save(self, key: str, value: Mapping[str, Any], *, expected_version: str | None) -> str:
-        version = uuid.uuid4().hex
-        text = canonical_json(dict(value))
+        return self.save_many([(key, value, expected_version)])[0]
+
+    def save_many(self, items: Sequence[tuple[str, Mapping[str, Any], str | None]]) -> list[str]:
+        """Every write of ``items`` in one transaction, or none: raises ``Conflict`` when a
+        key's stored version is not the one expected."""
+        versions = []
         with self._transaction() as db:
-            if expected_version is None:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO signal_state VALUES (?, ?, ?)", (key, text, version)
-                )
-            else:
-                cursor = db.execute(
-                    "UPDATE signal_state SET value = ?, version = ? WHERE key = ? AND version = ?",
-                    (text, version, key, expected_version),
-                )
-            if cursor.rowcount != 1:
-                raise Conflict(f"signal state {key!r} changed since version {expected_version}")
-        return version
+            for key, value, expected_version in items:
+                version = uuid.uuid4().hex
+                text = orjson.dumps(dict(value)).decode()
+                if expected_version is None:
+                    cursor = db.execute(
+                        "INSERT OR IGNORE INTO signal_state VALUES (?, ?, ?)", (key, text, version)
+                    )
+                else:
+                    cursor = db.execute(
+                        "UPDATE signal_state SET value = ?, version = ? "
+                        "WHERE key = ? AND version = ?",
+                        (text, version, key, expected_version),
+                    )
+                if cursor.rowcount != 1:
+                    raise Conflict(f"signal state {key!r} changed since version {expected_version}")
+                versions.append(version)
+        return versions

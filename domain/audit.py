@@ -124,8 +124,8 @@ def next_record(
         raise ValidationError("ts_recorded", "must be timezone-aware")
     if previous is not None and previous.partition != partition:
         raise ValidationError("partition", "a chain never crosses partitions")
-    # Canonical JSON must accept the payload now, not when a verifier reads it back.
-    canonical_json(payload or {})
+    # Sealing hashes the canonical JSON of the body: a payload it cannot encode fails
+    # here, at write time, not when a verifier reads it back.
     return AuditRecord(
         partition=partition,
         seq=0 if previous is None else previous.seq + 1,
@@ -221,3 +221,56 @@ def append(
         if existing is not None:
             return existing
     raise Conflict(f"audit partition {partition!r}: gave up after {max_attempts} contended appends")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One event to append (see :func:`append_many`)."""
+
+    kind: AuditKind
+    event_id: str
+    correlation: Mapping[str, str] | None = None
+    payload: Mapping[str, Any] | None = None
+
+
+def append_many(
+    store: AuditStore, *, partition: str, ts_recorded: datetime, entries: Sequence[Entry]
+) -> int:
+    """Append several events in one write where nobody else is writing; each exactly once
+    (events already recorded are skipped). Under contention it falls back to
+    :func:`append` per event. Returns how many were new."""
+    seen: set[str] = set()
+    unique = []
+    for item in entries:
+        if item.event_id not in seen:
+            seen.add(item.event_id)
+            unique.append(item)
+    known = store.find_events(partition, [item.event_id for item in unique])
+    todo = [item for item in unique if item.event_id not in known]
+    if not todo:
+        return 0
+    records: list[AuditRecord] = []
+    previous = store.head(partition)
+    for item in todo:
+        previous = next_record(
+            previous,
+            partition=partition,
+            ts_recorded=ts_recorded,
+            kind=item.kind,
+            event_id=item.event_id,
+            correlation=item.correlation,
+            payload=item.payload,
+        )
+        records.append(previous)
+    if not store.insert_many(records):
+        for item in todo:
+            append(
+                store,
+                partition=partition,
+                ts_recorded=ts_recorded,
+                kind=item.kind,
+                event_id=item.event_id,
+                correlation=item.correlation,
+                payload=item.payload,
+            )
+    return len(todo)

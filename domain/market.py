@@ -23,7 +23,9 @@ from domain.errors import ValidationError
 from domain.model import SYMBOL_PATTERN
 from domain.serde import parse_ts, ts_str
 
-_INF = math.inf
+# No price or size is believable beyond this; the bound also keeps indicator sums of
+# squares (and the state snapshots holding them) finite.
+MAX_VALUE = 1e12
 
 # Clocks disagree a little; a timestamp further ahead than this is not believable.
 MAX_FUTURE_SKEW = timedelta(seconds=60)
@@ -186,6 +188,8 @@ def _number(data: Mapping[str, Any], name: str, *, positive: bool) -> float:
         raise _Refused(name, f"must be a number, got {type(value).__name__}")
     if not math.isfinite(number):
         raise _Refused(name, "must be finite")
+    if number > MAX_VALUE:
+        raise _Refused(name, f"above {MAX_VALUE:.0e} is not believable")
     if positive:
         if number <= 0.0:
             raise _Refused(name, "must be greater than zero")
@@ -247,9 +251,9 @@ def parse_tick(data: object, *, now: datetime | None) -> Tick | ParseError:
             type(symbol) is str
             and symbol in _KNOWN_SYMBOLS
             and type(price) is float
-            and 0.0 < price < _INF
+            and 0.0 < price <= MAX_VALUE
             and (type(size) is int or type(size) is float)
-            and 0 <= size < _INF
+            and 0 <= size <= MAX_VALUE
             and type(ts_text) is str
         ):
             try:

@@ -40,6 +40,14 @@ class AuditStore(Protocol):
         chain is already taken (another writer won the race)."""
         ...
 
+    def insert_many(self, records: Sequence[AuditRecord]) -> bool:
+        """Several consecutive records atomically: all, or none when a position is taken."""
+        ...
+
+    def find_events(self, partition: str, event_ids: Sequence[str]) -> set[str]:
+        """Which of ``event_ids`` the partition already holds."""
+        ...
+
     def find_event(self, partition: str, event_id: str) -> AuditRecord | None:
         """The record already written for ``event_id``, if any (makes appends idempotent)."""
         ...
@@ -95,6 +103,14 @@ class SignalStateStore(Protocol):
         ...
 
     def load_many(self, keys: Sequence[str]) -> dict[str, Versioned]: ...
+
+    def versions(self, keys: Sequence[str]) -> dict[str, str]:
+        """The current version of each stored key (cheap: no values)."""
+        ...
+
+    def save_many(self, items: Sequence[tuple[str, Mapping[str, Any], str | None]]) -> list[str]:
+        """``save`` for several keys at once, all or none; returns the new versions."""
+        ...
 
 
 class OrderStore(Protocol):

@@ -12,10 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any, Protocol
 
 from domain import indicators
 from domain.errors import ValidationError
@@ -24,7 +21,12 @@ from domain.market import Tick
 from domain.model import parse_symbol
 from domain.serde import parse_ts, ts_str
 
-Targets = NDArray[np.int8]
+if TYPE_CHECKING:
+    # numpy only where the vectorised forms run (see domain.indicators).
+    import numpy as np
+    from numpy.typing import NDArray
+
+    Targets = NDArray[np.int8]
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,8 @@ class _Crossover(_Base):
         return Signal(self.strategy_id, self._symbols, (target,), (price,), ts)
 
     def targets(self, prices: NDArray[np.float64]) -> Targets:
+        import numpy as np
+
         column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
         fast = type(self).vectorised(column, self.fast)
         slow = type(self).vectorised(column, self.slow)
@@ -224,6 +228,8 @@ class _Crossover(_Base):
 
 def _hold(raw: NDArray[np.float64]) -> Targets:
     """Forward-fill decisions (NaN = keep the previous target), starting flat."""
+    import numpy as np
+
     index = np.where(np.isnan(raw), 0, np.arange(len(raw)))
     np.maximum.accumulate(index, out=index)
     filled = raw[index]
@@ -257,6 +263,8 @@ def _band_decision(z: float, position: int, entry: float, exit_: float) -> int:
 def _band_vectorised(
     z: NDArray[np.float64], entry: float, exit_: float, allow_short: bool = True
 ) -> Targets:
+    import numpy as np
+
     raw = np.full(len(z), np.nan)
     warm = ~np.isnan(z)
     raw[warm & (np.abs(z) <= exit_)] = 0.0
@@ -310,6 +318,8 @@ class ZScoreReversion(_Base):
         return Signal(self.strategy_id, self._symbols, (target,), (tick.price,), tick.ts_event)
 
     def targets(self, prices: NDArray[np.float64]) -> Targets:
+        import numpy as np
+
         column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
         z = indicators.zscore(column, self.window)
         return _band_vectorised(z, self.entry_z, self.exit_z, self.allow_short).reshape(-1, 1)
@@ -384,6 +394,8 @@ class PairsSpread(_Base):
 
     def targets(self, prices: NDArray[np.float64]) -> Targets:
         """``prices`` rows are (last price of A, last price of B) after each update."""
+        import numpy as np
+
         pair = np.asarray(prices, dtype=np.float64)
         if pair.ndim != 2 or pair.shape[1] != 2:
             raise ValidationError("prices", "must have two columns, A and B")

@@ -226,3 +226,14 @@ def test_the_fast_path_agrees_with_the_general_parser(
     raw = {"symbol": symbol, "price": price, "size": size, "ts": ts, "id": trade_id}
     parse_tick(raw, now=NOW)  # the first sighting of a symbol warms the fast path
     assert parse_tick(raw, now=NOW) == _parse_tick_general(raw, NOW)
+
+
+def test_prices_and_sizes_beyond_belief_are_refused() -> None:
+    ts = "2026-03-02T14:30:00Z"
+    refused = parse_tick({"symbol": "AAPL", "price": 1e13, "size": 1, "ts": ts}, now=None)
+    assert isinstance(refused, ParseError) and refused.field == "price"
+    huge = parse_tick({"symbol": "AAPL", "price": 10.0, "size": 1e13, "ts": ts}, now=None)
+    assert isinstance(huge, ParseError) and huge.field == "size"
+    assert isinstance(
+        parse_tick({"symbol": "AAPL", "price": 1e12, "size": 1, "ts": ts}, now=None), Tick
+    )
