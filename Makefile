@@ -45,6 +45,9 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.ticks
 	$(BIN)/python -m bench.durable
+	$(BIN)/python -m bench.trigger
+	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.imports
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .desk

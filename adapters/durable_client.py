@@ -7,9 +7,12 @@ second start a no-op: the existing instance, running or finished, is left alone.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
+
+from domain.ports import IdempotencyStore
 
 log = logging.getLogger("desk.durable")
 
@@ -30,6 +33,31 @@ async def start_once(
         await client.start_new(orchestrator, instance_id, payload)
     except Exception:
         # Another caller may have started it between the two calls; anything else is real.
+        if await instance_exists(client, instance_id):
+            return False
+        raise
+    return True
+
+
+async def start_claimed(
+    client: df.DurableOrchestrationClient,
+    claims: IdempotencyStore,
+    orchestrator: str,
+    instance_id: str,
+    payload: Any,
+) -> bool:
+    """:func:`start_once` with one round trip fewer on the common path: the first caller
+    claims the instance id in the books and starts it straight away; only a caller that
+    finds the claim taken (a redelivery, a crash after the claim) asks the host whether
+    the instance exists."""
+    claim = claims.claim(
+        f"start:{instance_id}", {"orchestrator": orchestrator}, ts=datetime.now(UTC)
+    )
+    if not claim.created:
+        return await start_once(client, orchestrator, instance_id, payload)
+    try:
+        await client.start_new(orchestrator, instance_id, payload)
+    except Exception:
         if await instance_exists(client, instance_id):
             return False
         raise

@@ -37,6 +37,7 @@ log = logging.getLogger("desk.http")
 RISK_ENTITY = "RiskEntity"
 FLATTEN_ORCHESTRATOR = "flatten"
 TERMINAL = {"Completed", "Failed", "Terminated", "Canceled"}
+SHOWN_PLACES = Decimal("0.000001")
 Handler = Callable[..., Awaitable[func.HttpResponse]]
 
 
@@ -248,6 +249,11 @@ async def approve_order(
 # -- books and risk -------------------------------------------------------------------------
 
 
+def _shown(amount: Decimal) -> str:
+    """Averages carry long fractions in the books; six places are plenty to show."""
+    return dec_str(amount.quantize(SHOWN_PLACES).normalize())
+
+
 @bp.route(route="positions", methods=["GET"])
 @json_errors
 async def positions(req: func.HttpRequest) -> func.HttpResponse:
@@ -263,9 +269,9 @@ async def positions(req: func.HttpRequest) -> func.HttpResponse:
                 {
                     "symbol": p.symbol,
                     "quantity": dec_str(p.quantity),
-                    "avg_price": dec_str(p.avg_price),
-                    "realized_pnl": dec_str(p.realized_pnl),
-                    "fees": dec_str(p.fees),
+                    "avg_price": _shown(p.avg_price),
+                    "realized_pnl": _shown(p.realized_pnl),
+                    "fees": _shown(p.fees),
                 }
                 for p in held
             ],

@@ -17,7 +17,7 @@ import azure.functions as func
 
 from activities.signals import RawEvent, SignalProcessor
 from adapters.bootstrap import Services, services
-from adapters.durable_client import start_once
+from adapters.durable_client import start_claimed
 from triggers.blueprint import bp
 
 log = logging.getLogger("desk.ticks")
@@ -64,8 +64,12 @@ async def ticks(events: list[func.EventHubEvent], client: df.DurableOrchestratio
     try:
         desk.audit_signals(batch, now=now)
         for request in batch.requests:
-            await start_once(
-                client, TRADE_ORCHESTRATOR, request.intent.intent_id, request.to_dict()
+            await start_claimed(
+                client,
+                desk.svc.store,
+                TRADE_ORCHESTRATOR,
+                request.intent.intent_id,
+                request.to_dict(),
             )
     except Exception:
         desk.abandon(batch)

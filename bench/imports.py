@@ -1,0 +1,71 @@
+"""Cold-start import cost: ``import function_app`` beside a bare
+``import azure.functions, azure.durable_functions`` (the floor every Python durable app
+pays), each in a fresh interpreter, alternating, median of several runs.
+
+Two cases: bytecode cached (a writable app folder after the first start, or a package
+shipped with its ``__pycache__``), and bytecode absent (a read-only package without it:
+every module is compiled at each cold start).
+
+    python -m bench.imports [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_RATIO = 1.3
+PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+BARE = "azure.functions, azure.durable_functions"
+APP = "function_app"
+
+
+def import_ms(module: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE.format(module=module)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.strip()) * 1000
+
+
+def measure(env: dict[str, str], repeats: int) -> tuple[float, float]:
+    bare, app = [], []
+    for _ in range(repeats):
+        bare.append(import_ms(BARE, env))
+        app.append(import_ms(APP, env))
+    return statistics.median(bare), statistics.median(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args(argv)
+    print(f"import time, median of {args.repeats} fresh interpreters")
+    with tempfile.TemporaryDirectory() as cache:
+        cached = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+        cached.pop("PYTHONDONTWRITEBYTECODE", None)
+        import_ms(APP, cached)  # writes the bytecode once
+        uncached = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        uncached["PYTHONPYCACHEPREFIX"] = str(Path(cache) / "never-written")
+        for label, env in (("bytecode cached", cached), ("no bytecode", uncached)):
+            bare, app = measure(env, args.repeats)
+            ratio = app / bare
+            verdict = "meets" if ratio <= TARGET_RATIO else "misses"
+            print(
+                f"  {label:<16} bare SDKs {bare:6.1f} ms   function_app {app:6.1f} ms   "
+                f"{ratio:.2f}x ({verdict} <= {TARGET_RATIO}x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
