@@ -149,11 +149,17 @@ class Desk:
         )
 
     def close(self) -> None:
+        """Stop everything; every scenario ends with its audit chains verified."""
+        breaks = {
+            partition: audit.verify(self.store.records(partition))
+            for partition in (self.settings.account, "ingest")
+        }
         self.loop.run_until_complete(self.host.stop())
         self.loop.close()
         self.server.stop()
         self.engine.close()
         bootstrap.reset()
+        assert all(at is None for at in breaks.values()), f"audit chain breaks: {breaks}"
 
 
 def make_desk(

@@ -216,6 +216,20 @@ def test_a_daily_loss_breach_halts_and_flattens_by_itself(desk: Desk) -> None:
     assert flattens[0].instance_id.endswith("-loss")
     alerts = [r for r in desk.store.records("paper") if r.kind.value == "alert"]
     assert alerts
+    after = place(desk, MARKET)
+    desk.settle(2)
+    reasons = desk.http("GET", f"orders/{after['intent_id']}").json()["output"]["reasons"]
+    assert {r["code"] for r in reasons} == {"halted", "daily_loss"}
+
+
+def test_a_limit_far_from_the_last_trade_is_denied_by_the_price_band(desk: Desk) -> None:
+    desk.http("PUT", "risk/paper/limits", admin=True, json={"price_band_pct": "5"})
+    far = place(desk, {**MARKET, "order_type": "limit", "limit_price": "90"})
+    near = place(desk, {**MARKET, "order_type": "limit", "limit_price": "99"})
+    desk.settle(2)
+    far_output = desk.http("GET", f"orders/{far['intent_id']}").json()["output"]
+    assert [r["code"] for r in far_output["reasons"]] == ["price_band"]
+    assert desk.http("GET", f"orders/{near['intent_id']}").json()["stage"] == "entry"
 
 
 BAD_BODIES: list[tuple[Any, str]] = [

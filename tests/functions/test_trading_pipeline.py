@@ -343,3 +343,39 @@ def ignored(junk: list[bytes]) -> int:
         if not isinstance(parsed, ParseError | Tick):
             count += 1
     return count
+
+
+PAIRS = {
+    "kind": "pairs",
+    "symbol_a": "SPY",
+    "symbol_b": "QQQ",
+    "hedge_ratio": 1.0,
+    "window": 4,
+    "entry_z": 1.0,
+    "exit_z": 0.2,
+    "quantity": 5,
+    "unwind_after_s": 20,
+}
+
+
+def test_a_pairs_signal_from_the_event_hub_trades_both_legs(tmp_path: Path) -> None:
+    desk = make_desk(tmp_path, strategies=[PAIRS])
+    try:
+        for _ in range(4):  # a flat spread warms the z-score up
+            desk.prices("SPY", [100.0])
+            desk.prices("QQQ", [100.0])
+            desk.settle()
+        desk.prices("SPY", [103.0])  # the spread jumps: short it (sell SPY, buy QQQ)
+        desk.settle(3)
+        [pair] = desk.trades()
+        assert pair.output["outcome"] == "completed"
+        intent = pair.input["intent"]
+        assert intent["kind"] == "pair"
+        assert {(leg["symbol"], leg["side"]) for leg in intent["legs"]} == {
+            ("SPY", "sell"),
+            ("QQQ", "buy"),
+        }
+        positions = {p.symbol: p.quantity for p in desk.store.positions("paper")}
+        assert positions == {"SPY": Decimal(-5), "QQQ": Decimal(5)}
+    finally:
+        desk.close()
