@@ -6,6 +6,7 @@ Every decision is audited; the custom status shows the stage and each order's st
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,6 +69,30 @@ class _Run:
                 "intent_id": self.intent.intent_id,
                 "orders": self.tracker.summary(),
             }
+        )
+
+    def follow(
+        self,
+        ids: list[str],
+        seconds: int,
+        *,
+        done: Callable[[Tracker], bool] | None = None,
+        cancellable: bool = True,
+    ) -> Steps:
+        """Follow ``ids`` for at most ``seconds``, publishing each change."""
+        deadline = self.context.current_utc_datetime + timedelta(seconds=seconds)
+        return (
+            yield from follow(
+                self.context,
+                self.account,
+                self.tracker,
+                ids,
+                deadline,
+                self.request.poll_interval_s,
+                done=done,
+                cancellable=cancellable,
+                on_change=self.publish,
+            )
         )
 
     def corr(self) -> dict[str, str]:
@@ -140,16 +165,7 @@ def _entry(run: _Run) -> Steps:
     run.publish("entry")
     yield from _submit(run, legs)
     seconds = run.intent.unwind_after_s or run.request.entry_timeout_s
-    deadline = context.current_utc_datetime + timedelta(seconds=seconds)
-    ended = yield from follow(
-        context,
-        run.account,
-        run.tracker,
-        ids,
-        deadline,
-        run.request.poll_interval_s,
-        on_change=run.publish,
-    )
+    ended = yield from run.follow(ids, seconds)
     if ended != "done":
         yield from cancel(context, run.account, run.tracker, ids)
         run.publish()
@@ -175,21 +191,11 @@ def _exits(run: _Run, filled: Decimal) -> Steps:
     )
     yield from apply_fills(context, run.account, run.tracker.update(placed["orders"]))
     run.publish()
-    deadline = context.current_utc_datetime + timedelta(seconds=run.request.exit_timeout_s)
 
     def one_filled(tracker: Tracker) -> bool:
         return any(tracker.status(cid) == "filled" for cid in ids)
 
-    ended = yield from follow(
-        context,
-        run.account,
-        run.tracker,
-        ids,
-        deadline,
-        run.request.poll_interval_s,
-        done=one_filled,
-        on_change=run.publish,
-    )
+    ended = yield from run.follow(ids, run.request.exit_timeout_s, done=one_filled)
     yield from cancel(context, run.account, run.tracker, ids)
     run.publish()
     return ended
@@ -197,7 +203,6 @@ def _exits(run: _Run, filled: Decimal) -> Steps:
 
 def _unwind(run: _Run) -> Steps:
     """A pair that did not fill on both legs: close what did fill, at market."""
-    context = run.context
     legs = []
     for leg in run.intent.entry_legs:
         filled = Decimal(run.tracker.filled(run.cid(leg.name)))
@@ -208,17 +213,7 @@ def _unwind(run: _Run) -> Steps:
     run.publish("unwinding")
     yield from _submit(run, legs)
     ids = [run.cid(leg.name) for leg in legs]
-    deadline = context.current_utc_datetime + timedelta(seconds=run.request.entry_timeout_s)
-    ended = yield from follow(
-        context,
-        run.account,
-        run.tracker,
-        ids,
-        deadline,
-        run.request.poll_interval_s,
-        cancellable=False,
-        on_change=run.publish,
-    )
+    ended = yield from run.follow(ids, run.request.entry_timeout_s, cancellable=False)
     return "unwound" if ended == "done" else "unwind_incomplete"
 
 
