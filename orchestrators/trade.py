@@ -18,6 +18,7 @@ from domain.serde import dec_str
 from orchestrators.blueprint import bp
 from orchestrators.steps import (
     APPROVAL_EVENT,
+    CANCEL_EVENT,
     Ctx,
     Steps,
     Tracker,
@@ -112,17 +113,22 @@ class _Run:
 
 
 def _approval(run: _Run) -> Steps:
-    """Wait for an approve/reject decision; silence until the timeout rejects."""
+    """Wait for an approve/reject decision; silence until the timeout rejects, and a cancel
+    request withdraws the order."""
     context = run.context
     run.publish("awaiting_approval")
     yield from run.flush()
     deadline = context.current_utc_datetime + timedelta(seconds=run.request.approval_timeout_s)
     timer = context.create_timer(deadline)
     decision = context.wait_for_external_event(APPROVAL_EVENT)
-    winner = yield context.task_any([decision, timer])
-    if winner is decision:
+    withdrawn = context.wait_for_external_event(CANCEL_EVENT)
+    winner = yield context.task_any([decision, withdrawn, timer])
+    if winner is not timer:
         timer.cancel()
+    if winner is decision:
         value = decision.result if isinstance(decision.result, dict) else {}
+    elif winner is withdrawn:
+        value = {"approve": False, "reason": "cancelled before approval", "by": "cancel"}
     else:
         value = {"approve": False, "reason": "approval timed out", "by": "timeout"}
     approved = value.get("approve") is True
@@ -226,7 +232,8 @@ def run_trade(context: Ctx) -> Steps:
     if request.requires_approval:
         verdict = yield from _approval(run)
         if not verdict["approved"]:
-            return (yield from run.finish("rejected", {"approval": verdict}))
+            outcome = "canceled" if verdict["by"] == "cancel" else "rejected"
+            return (yield from run.finish(outcome, {"approval": verdict}))
 
     run.publish("risk_check")
     decision = yield context.call_entity(

@@ -152,6 +152,16 @@ def test_an_approval_that_never_comes_rejects_at_the_timeout(approving: Desk) ->
     assert approving.services.simulator.submissions == 0
 
 
+def test_cancelling_an_order_waiting_for_approval_withdraws_it(approving: Desk) -> None:
+    placed = place(approving, MARKET)
+    approving.settle(1)
+    assert approving.http("DELETE", f"orders/{placed['intent_id']}").status_code == 202
+    approving.settle(1)
+    shown = approving.http("GET", f"orders/{placed['intent_id']}").json()
+    assert shown["output"]["outcome"] == "canceled"
+    assert shown["orders"] == []
+
+
 def test_large_signals_wait_for_approval(tmp_path: Path) -> None:
     desk = make_desk(tmp_path, strategies=[SMA], approval_notional=Decimal(500))
     try:
