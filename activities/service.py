@@ -19,7 +19,13 @@ from adapters.bootstrap import Services
 from domain import audit
 from domain.audit import AuditKind
 from domain.errors import Conflict, RetryableFault, TerminalError
-from domain.execution import BrokerOrder, close_leg, fill_from_snapshot, follow_status
+from domain.execution import (
+    BrokerOrder,
+    LegOutcome,
+    close_leg,
+    fill_from_snapshot,
+    follow_status,
+)
 from domain.fills import Fill
 from domain.orders import Order, OrderLeg, OrderStatus
 from domain.serde import dec_str, ts_str
@@ -117,14 +123,8 @@ def apply_snapshot(svc: Services, snapshot: BrokerOrder, *, ts: datetime) -> lis
     raise RetryableFault(f"order {snapshot.client_order_id}: too many concurrent updates")
 
 
-def _outcome(snapshot: BrokerOrder, fills: Sequence[Fill]) -> dict[str, Any]:
-    return {
-        "client_order_id": snapshot.client_order_id,
-        "status": snapshot.status,
-        "filled_qty": dec_str(snapshot.filled_qty),
-        "reject_reason": snapshot.reject_reason,
-        "fills": [fill.to_dict() for fill in fills],
-    }
+def _outcome(snapshot: BrokerOrder, fills: Sequence[Fill]) -> LegOutcome:
+    return LegOutcome.of(snapshot, tuple(fills))
 
 
 def halt_key(account: str) -> str:
@@ -171,7 +171,7 @@ def submit_order(
     ts: datetime,
     ts_wall_created: float | None = None,
     closing: bool = False,
-) -> dict[str, Any]:
+) -> LegOutcome:
     """Send one leg, once: the books hold the order before the broker hears of it, and a
     retry that finds the order at the broker does not send it again. While the account is
     halted only ``closing`` orders are sent; the rest are rejected here."""
@@ -223,7 +223,7 @@ def submit_order(
 
 def submit_oco(
     svc: Services, intent_id: str, take_profit: OrderLeg, stop_loss: OrderLeg, *, ts: datetime
-) -> list[dict[str, Any]]:
+) -> list[LegOutcome]:
     tp_order = _book_order(svc, intent_id, take_profit)
     sl_order = _book_order(svc, intent_id, stop_loss)
     ids = (tp_order.client_order_id, sl_order.client_order_id)
@@ -249,7 +249,7 @@ def submit_oco(
 
 def sync_orders(
     svc: Services, client_order_ids: Sequence[str], *, ts: datetime
-) -> list[dict[str, Any]]:
+) -> list[LegOutcome]:
     """The broker's current view of each order, applied to the books."""
     outcomes = []
     for cid in client_order_ids:
@@ -258,22 +258,22 @@ def sync_orders(
     return outcomes
 
 
-def _settle(svc: Services, cid: str, snapshot: BrokerOrder | None, ts: datetime) -> dict[str, Any]:
+def _settle(svc: Services, cid: str, snapshot: BrokerOrder | None, ts: datetime) -> LegOutcome:
     if snapshot is None:
-        return {"client_order_id": cid, "status": "missing", "fills": []}
+        return LegOutcome.missing(cid)
     return _outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts))
 
 
 def cancel_orders(
     svc: Services, client_order_ids: Sequence[str], *, ts: datetime
-) -> list[dict[str, Any]]:
+) -> list[LegOutcome]:
     outcomes = []
     for cid in client_order_ids:
         outcomes.append(_settle(svc, cid, svc.broker.cancel(cid), ts))
     return outcomes
 
 
-def flatten_positions(svc: Services, tag: str, *, ts: datetime) -> list[dict[str, Any]]:
+def flatten_positions(svc: Services, tag: str, *, ts: datetime) -> list[LegOutcome]:
     """Cancel every open order, then close every position at market. The closing orders'
     ids derive from ``tag``, so running this again sends nothing twice."""
     open_ids = [

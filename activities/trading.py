@@ -16,8 +16,9 @@ from activities import service
 from activities.blueprint import bp
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
-from domain.audit import AuditKind
+from domain import audit
 from domain.errors import ValidationError
+from domain.execution import LegRequest
 from domain.orders import OrderLeg
 from domain.serde import parse_ts, require, require_str
 
@@ -33,18 +34,15 @@ def _ids(payload: Mapping[str, Any]) -> list[str]:
 
 @bp.activity_trigger(input_name="payload")
 def submit_order(payload: dict[str, Any]) -> dict[str, Any]:
-    """One leg to the broker; ``audit`` entries the orchestration decided on the way are
-    written first."""
-    wall = payload.get("ts_wall_created")
-    ts = parse_ts(require(payload, "ts"), "ts")
-    _record_entries(services(), payload.get("audit") or [], ts)
-    return service.submit_order(
-        services(),
-        require_str(payload, "intent_id"),
-        OrderLeg.from_dict(require(payload, "leg")),
-        ts=parse_ts(require(payload, "ts"), "ts"),
-        ts_wall_created=None if wall is None else float(wall),
+    """One leg to the broker (a ``LegRequest``); the audit entries the orchestration decided
+    on the way are written first, in one append."""
+    svc = services()
+    request = LegRequest.from_dict(payload)
+    _record_entries(svc, list(request.audit), request.ts)
+    outcome = service.submit_order(
+        svc, request.intent_id, request.leg, ts=request.ts, ts_wall_created=request.ts_wall_created
     )
+    return outcome.to_dict()
 
 
 @bp.activity_trigger(input_name="payload")
@@ -56,46 +54,46 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
     ts = parse_ts(require(payload, "ts"), "ts")
     take_profit = OrderLeg.from_dict(require(payload, "take_profit"))
     stop_loss = OrderLeg.from_dict(require(payload, "stop_loss"))
-    if svc.broker.supports_oco:
+    native = svc.broker.supports_oco
+    if native:
         outcomes = service.submit_oco(svc, intent_id, take_profit, stop_loss, ts=ts)
-        return {"native": True, "orders": outcomes}
-    orders = [service.submit_order(svc, intent_id, leg, ts=ts) for leg in (take_profit, stop_loss)]
-    return {"native": False, "orders": orders}
+    else:
+        outcomes = [
+            service.submit_order(svc, intent_id, leg, ts=ts) for leg in (take_profit, stop_loss)
+        ]
+    return {"native": native, "orders": [outcome.to_dict() for outcome in outcomes]}
 
 
 @bp.activity_trigger(input_name="payload")
 def sync_orders(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    return service.sync_orders(services(), _ids(payload), ts=parse_ts(require(payload, "ts"), "ts"))
+    ts = parse_ts(require(payload, "ts"), "ts")
+    return [o.to_dict() for o in service.sync_orders(services(), _ids(payload), ts=ts)]
 
 
 @bp.activity_trigger(input_name="payload")
 def cancel_orders(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    return service.cancel_orders(
-        services(), _ids(payload), ts=parse_ts(require(payload, "ts"), "ts")
-    )
+    ts = parse_ts(require(payload, "ts"), "ts")
+    return [o.to_dict() for o in service.cancel_orders(services(), _ids(payload), ts=ts)]
 
 
 @bp.activity_trigger(input_name="payload")
 def record_audit(payload: dict[str, Any]) -> int:
-    """Audit records decided by an orchestration: ``entries`` of kind, event id,
-    correlation and payload, all at ``ts``."""
+    """Audit records decided by an orchestration: ``entries`` (``domain.audit.Entry``), all
+    at ``ts``."""
     ts = parse_ts(require(payload, "ts"), "ts")
-    return _record_entries(services(), require(payload, "entries"), ts)
+    entries = require(payload, "entries")
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise ValidationError("entries", "must be a list of objects")
+    return _record_entries(services(), entries, ts)
 
 
-def _record_entries(svc: Services, entries: object, ts: datetime) -> int:
-    if not isinstance(entries, list):
-        raise ValidationError("entries", "must be a list")
-    for entry in entries:
-        service.record(
-            svc,
-            AuditKind(require_str(entry, "kind")),
-            require_str(entry, "event_id"),
-            ts=ts,
-            correlation=entry.get("correlation"),
-            payload=entry.get("payload"),
-        )
-    return len(entries)
+def _record_entries(svc: Services, entries: list[Mapping[str, Any]], ts: datetime) -> int:
+    return audit.append_many(
+        svc.store,
+        partition=svc.settings.account,
+        ts_recorded=ts,
+        entries=[audit.Entry.from_dict(entry) for entry in entries],
+    )
 
 
 @bp.activity_trigger(input_name="payload")
@@ -105,7 +103,7 @@ def flatten_positions(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ts = parse_ts(require(payload, "ts"), "ts")
     if payload.get("halt", True):
         service.set_halt(svc, True, str(payload.get("reason") or "flatten"), ts=ts)
-    return service.flatten_positions(svc, tag, ts=ts)
+    return [o.to_dict() for o in service.flatten_positions(svc, tag, ts=ts)]
 
 
 @bp.activity_trigger(input_name="payload")

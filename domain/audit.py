@@ -232,6 +232,31 @@ class Entry:
     correlation: Mapping[str, str] | None = None
     payload: Mapping[str, Any] | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "event_id": self.event_id,
+            "correlation": dict(self.correlation or {}),
+            "payload": dict(self.payload or {}),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        try:
+            kind = AuditKind(require_str(data, "kind"))
+        except ValueError:
+            raise ValidationError("kind", "not an audit record kind") from None
+        correlation = data.get("correlation") or {}
+        payload = data.get("payload") or {}
+        if not isinstance(correlation, Mapping) or not isinstance(payload, Mapping):
+            raise ValidationError("payload", "correlation and payload must be objects")
+        return cls(
+            kind=kind,
+            event_id=require_str(data, "event_id"),
+            correlation={str(k): str(v) for k, v in correlation.items()},
+            payload=dict(payload),
+        )
+
 
 def append_many(
     store: AuditStore, *, partition: str, ts_recorded: datetime, entries: Sequence[Entry]

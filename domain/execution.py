@@ -21,7 +21,7 @@ from domain.errors import IllegalTransition, ValidationError
 from domain.fills import Fill
 from domain.model import Side
 from domain.orders import Order, OrderIntent, OrderLeg, OrderStatus, PlanKind
-from domain.serde import dec_str, parse_decimal, require, require_str
+from domain.serde import dec_str, parse_decimal, parse_ts, require, require_str, ts_str
 
 ZERO = Decimal(0)
 _PRICE_CONTEXT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
@@ -200,6 +200,102 @@ class TradeRequest:
             exit_timeout_s=data.get("exit_timeout_s", 23_400),
             poll_interval_s=data.get("poll_interval_s", 2),
             ts_wall_created=None if wall is None else float(wall),
+        )
+
+
+MISSING = "missing"  # the broker does not know the order (yet)
+
+
+@dataclass(frozen=True, slots=True)
+class LegOutcome:
+    """What an order activity reports about one order: the broker's status and filled
+    quantity, a rejection's reason, and the fills the books took in this call."""
+
+    client_order_id: str
+    status: str
+    filled_qty: Decimal = ZERO
+    reject_reason: str | None = None
+    fills: tuple[Fill, ...] = ()
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == MISSING or _status(self.status) in OPEN_STATUSES
+
+    @classmethod
+    def missing(cls, client_order_id: str) -> Self:
+        return cls(client_order_id, MISSING)
+
+    @classmethod
+    def of(cls, snapshot: BrokerOrder, fills: tuple[Fill, ...]) -> Self:
+        return cls(
+            snapshot.client_order_id,
+            snapshot.status,
+            snapshot.filled_qty,
+            snapshot.reject_reason,
+            fills,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_order_id": self.client_order_id,
+            "status": self.status,
+            "filled_qty": dec_str(self.filled_qty),
+            "reject_reason": self.reject_reason,
+            "fills": [fill.to_dict() for fill in self.fills],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        status = require_str(data, "status")
+        if status != MISSING:
+            _status(status)
+        fills = data.get("fills") or []
+        if not isinstance(fills, list):
+            raise ValidationError("fills", "must be a list")
+        return cls(
+            client_order_id=require_str(data, "client_order_id"),
+            status=status,
+            filled_qty=parse_decimal(data.get("filled_qty", "0"), "filled_qty"),
+            reject_reason=data.get("reject_reason"),
+            fills=tuple(Fill.from_dict(fill) for fill in fills),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LegRequest:
+    """The ``submit_order`` activity's input: one leg of an intent, the orchestration's
+    time, and the audit entries it decided on the way (written with the order)."""
+
+    intent_id: str
+    leg: OrderLeg
+    ts: datetime
+    ts_wall_created: float | None = None
+    audit: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intent_id": self.intent_id,
+            "leg": self.leg.to_dict(),
+            "ts": ts_str(self.ts),
+            "ts_wall_created": self.ts_wall_created,
+            "audit": [dict(entry) for entry in self.audit],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        leg = require(data, "leg")
+        entries = data.get("audit") or []
+        if not isinstance(leg, Mapping):
+            raise ValidationError("leg", "must be an object")
+        if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+            raise ValidationError("audit", "must be a list of objects")
+        wall = data.get("ts_wall_created")
+        return cls(
+            intent_id=require_str(data, "intent_id"),
+            leg=OrderLeg.from_dict(leg),
+            ts=parse_ts(require(data, "ts"), "ts"),
+            ts_wall_created=None if wall is None else float(wall),
+            audit=tuple(entries),
         )
 
 

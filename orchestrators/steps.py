@@ -13,9 +13,9 @@ from typing import Any, TypeAlias
 
 import azure.durable_functions as df
 
-from domain.audit import AuditKind
-from domain.execution import OPEN_STATUSES
-from domain.serde import ts_str
+from domain.audit import AuditKind, Entry
+from domain.execution import MISSING, OPEN_STATUSES, LegOutcome
+from domain.serde import dec_str, ts_str
 
 RISK_ENTITY = "RiskEntity"
 ORDER_UPDATE_EVENT = "order_update"
@@ -25,7 +25,7 @@ FLATTEN_INSTANCE_PREFIX = "flatten-"
 
 Ctx: TypeAlias = df.DurableOrchestrationContext
 Steps: TypeAlias = Generator[Any, Any, Any]
-OPEN = frozenset(status.value for status in OPEN_STATUSES) | {"missing"}
+OPEN = frozenset(status.value for status in OPEN_STATUSES) | {MISSING}
 
 
 def retry_options() -> df.RetryOptions:
@@ -49,12 +49,7 @@ def entry(
     payload: Mapping[str, Any],
     correlation: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "kind": kind.value,
-        "event_id": event_id,
-        "payload": dict(payload),
-        "correlation": dict(correlation or {}),
-    }
+    return Entry(kind, event_id, correlation, payload).to_dict()
 
 
 def audit(context: Ctx, *entries: dict[str, Any]) -> Steps:
@@ -73,15 +68,14 @@ class Tracker:
     def update(self, outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Take the outcomes in; returns the fills they carried."""
         fills: list[dict[str, Any]] = []
-        for outcome in outcomes:
-            cid = str(outcome["client_order_id"])
-            known = self.orders.get(cid, {})
-            self.orders[cid] = {
-                "status": outcome.get("status", known.get("status")),
-                "filled_qty": outcome.get("filled_qty", known.get("filled_qty", "0")),
-                "reject_reason": outcome.get("reject_reason"),
+        for data in outcomes:
+            outcome = LegOutcome.from_dict(data)
+            self.orders[outcome.client_order_id] = {
+                "status": outcome.status,
+                "filled_qty": dec_str(outcome.filled_qty),
+                "reject_reason": outcome.reject_reason,
             }
-            fills.extend(outcome.get("fills") or [])
+            fills.extend(fill.to_dict() for fill in outcome.fills)
         return fills
 
     def open_ids(self, ids: Iterable[str] | None = None) -> list[str]:

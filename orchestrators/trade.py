@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from domain.audit import AuditKind
-from domain.execution import TradeRequest, exit_legs, unwind_leg
+from domain.execution import LegRequest, TradeRequest, exit_legs, unwind_leg
 from domain.orders import OrderIntent, PlanKind
 from domain.serde import dec_str
 from orchestrators.blueprint import bp
@@ -147,13 +147,13 @@ def _submit(run: _Run, legs: list[Any]) -> Steps:
         context.call_activity_with_retry(
             "submit_order",
             retry_options(),
-            {
-                "intent_id": run.intent.intent_id,
-                "leg": leg.to_dict(),
-                "ts": now_str(context),
-                "ts_wall_created": run.request.ts_wall_created,
-                "audit": run.take_pending() if index == 0 else [],
-            },
+            LegRequest(
+                intent_id=run.intent.intent_id,
+                leg=leg,
+                ts=context.current_utc_datetime,
+                ts_wall_created=run.request.ts_wall_created,
+                audit=tuple(run.take_pending()) if index == 0 else (),
+            ).to_dict(),
         )
         for index, leg in enumerate(legs)
     ]

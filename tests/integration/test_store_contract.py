@@ -90,6 +90,32 @@ def test_concurrent_appends_keep_one_unbroken_chain(store: SqliteStore) -> None:
     assert audit.verify(records) is None
 
 
+def test_append_many_writes_each_new_event_once_even_against_other_writers(
+    store: SqliteStore,
+) -> None:
+    def batch(worker: int, size: int = 5) -> list[audit.Entry]:
+        return [audit.Entry(AuditKind.SIGNAL, f"b{worker}-{i}") for i in range(size)]
+
+    def writer(worker: int) -> None:
+        for _ in range(3):  # a batch retried, and another writer racing for positions
+            audit.append_many(store, partition="acct-1", ts_recorded=T0, entries=batch(worker))
+            append(store, f"single-{worker}")
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = store.records("acct-1")
+    assert sorted(r.event_id for r in records) == sorted(
+        [f"b{w}-{i}" for w in range(4) for i in range(5)] + [f"single-{w}" for w in range(4)]
+    )
+    assert audit.verify(records) is None
+    twice = batch(9, 2) + batch(9, 2)
+    assert audit.append_many(store, partition="acct-1", ts_recorded=T0, entries=twice) == 2
+    assert audit.Entry.from_dict(twice[0].to_dict()).to_dict() == twice[0].to_dict()
+
+
 def make_fill(execution_id: str, minutes: int, account: str = "acct-1") -> Fill:
     return Fill(
         execution_id=execution_id,

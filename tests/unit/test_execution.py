@@ -1,0 +1,100 @@
+"""How the books follow the broker: fills derived from cumulative quantities, statuses
+followed, and the orchestration's payloads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from domain.errors import ValidationError
+from domain.execution import (
+    BrokerOrder,
+    LegOutcome,
+    LegRequest,
+    TradeRequest,
+    exit_legs,
+    fill_from_snapshot,
+    follow_status,
+    unwind_leg,
+)
+from domain.model import OrderType, Side
+from domain.orders import Order, OrderIntent, OrderLeg, OrderStatus, PlanKind
+
+T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+D = Decimal
+
+
+def order() -> Order:
+    return Order("int-1:entry", "int-1", "entry", "AAPL", Side.BUY, D(10))
+
+
+def snapshot(filled: str, average: str | None, status: str = "partially_filled") -> BrokerOrder:
+    return BrokerOrder(
+        "b-1", "int-1:entry", status, D(filled), None if average is None else D(average)
+    )
+
+
+def test_each_increase_of_the_cumulative_quantity_is_one_fill_at_the_implied_price() -> None:
+    book = order()
+    first = fill_from_snapshot(book, snapshot("4", "100"), account="paper", ts=T0)
+    assert first is not None
+    assert (first.execution_id, first.quantity, first.price) == ("int-1:entry@4", D(4), D(100))
+    book = book.apply_fill(first)
+    second = fill_from_snapshot(book, snapshot("10", "100.6", "filled"), account="paper", ts=T0)
+    assert second is not None
+    assert (second.execution_id, second.quantity, second.price) == ("int-1:entry@10", D(6), D(101))
+    book = book.apply_fill(second)
+    assert book.avg_fill_price == D("100.6")
+    assert (
+        fill_from_snapshot(book, snapshot("10", "100.6", "filled"), account="paper", ts=T0) is None
+    )
+    assert fill_from_snapshot(book, snapshot("4", "100"), account="paper", ts=T0) is None
+
+
+def test_a_snapshot_that_cannot_be_right_is_refused() -> None:
+    with pytest.raises(ValidationError, match="filled_qty"):
+        fill_from_snapshot(order(), snapshot("11", "100"), account="paper", ts=T0)
+    with pytest.raises(ValidationError, match="avg_fill_price"):
+        fill_from_snapshot(order(), snapshot("1", None), account="paper", ts=T0)
+    other = BrokerOrder("b-2", "int-2:entry", "new", D(0), None)
+    with pytest.raises(ValidationError, match="client_order_id"):
+        fill_from_snapshot(order(), other, account="paper", ts=T0)
+
+
+def test_the_books_follow_the_broker_status_even_past_the_table() -> None:
+    accepted = follow_status(order(), BrokerOrder("b-1", "int-1:entry", "new", D(0), None), ts=T0)
+    assert (accepted.status, accepted.broker_order_id) == (OrderStatus.NEW, "b-1")
+    done = accepted.transition(OrderStatus.CANCELED, ts=T0)
+    revived = follow_status(done, BrokerOrder("b-1", "int-1:entry", "new", D(0), None), ts=T0)
+    assert revived.status is OrderStatus.NEW and revived.version == done.version + 1
+
+
+def test_payloads_round_trip_and_validate() -> None:
+    leg = OrderLeg("entry", "AAPL", Side.BUY, D(5), OrderType.LIMIT, limit_price=D("99.5"))
+    request = LegRequest("int-1", leg, T0, 12.5, ({"kind": "intent", "event_id": "e"},))
+    assert LegRequest.from_dict(request.to_dict()) == request
+    outcome = LegOutcome.of(snapshot("4", "100"), ())
+    assert LegOutcome.from_dict(outcome.to_dict()) == outcome
+    assert LegOutcome.missing("x:entry").is_open and outcome.is_open
+    with pytest.raises(ValidationError, match="status"):
+        LegOutcome.from_dict({"client_order_id": "x", "status": "lost"})
+    intent = OrderIntent("int-1", "paper", "test", PlanKind.SINGLE, (leg,), T0, {"AAPL": D(100)})
+    trade = TradeRequest(intent, requires_approval=True, entry_timeout_s=5)
+    assert TradeRequest.from_dict(trade.to_dict()) == trade
+    with pytest.raises(ValidationError, match="poll_interval_s"):
+        TradeRequest(intent, poll_interval_s=0)
+
+
+def test_exits_are_sized_to_the_filled_entry_and_unwinds_close_a_leg() -> None:
+    entry = OrderLeg("entry", "AAPL", Side.BUY, D(10))
+    tp = OrderLeg("tp", "AAPL", Side.SELL, D(10), OrderType.LIMIT, limit_price=D(110))
+    sl = OrderLeg("sl", "AAPL", Side.SELL, D(10), OrderType.STOP, stop_price=D(90))
+    intent = OrderIntent(
+        "int-2", "paper", "test", PlanKind.BRACKET, (entry, tp, sl), T0, {"AAPL": D(100)}
+    )
+    take, stop = exit_legs(intent, D(4))
+    assert (take.quantity, stop.quantity) == (D(4), D(4))
+    unwind = unwind_leg(entry, D(3))
+    assert (unwind.name, unwind.side, unwind.quantity) == ("unwind-entry", Side.SELL, D(3))
