@@ -40,6 +40,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteStor
     instance.close()
 
 
+def run_concurrently(work: Callable[[int], None], workers: int) -> None:
+    """``work(0)`` ... ``work(workers - 1)`` on as many threads at once."""
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def append(store: SqliteStore, event_id: str, partition: str = "acct-1") -> audit.AuditRecord:
     return audit.append(
         store,
@@ -79,11 +88,7 @@ def test_concurrent_appends_keep_one_unbroken_chain(store: SqliteStore) -> None:
             append(store, f"w{worker}-{i}")
             append(store, f"w{worker}-{i}")  # a retried call
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(writer, 4)
     records = store.records("acct-1")
     assert len(records) == 60
     assert len({r.event_id for r in records}) == 60
@@ -101,11 +106,7 @@ def test_append_many_writes_each_new_event_once_even_against_other_writers(
             audit.append_many(store, partition="acct-1", ts_recorded=T0, entries=batch(worker))
             append(store, f"single-{worker}")
 
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(writer, 4)
     records = store.records("acct-1")
     assert sorted(r.event_id for r in records) == sorted(
         [f"b{w}-{i}" for w in range(4) for i in range(5)] + [f"single-{w}" for w in range(4)]
@@ -155,11 +156,7 @@ def test_concurrent_claims_of_one_key_create_exactly_one(store: SqliteStore) -> 
     def claimer(n: int) -> None:
         results.append(store.claim("k", {"n": n}, ts=T0).created)
 
-    threads = [threading.Thread(target=claimer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(claimer, 8)
     assert sorted(results) == [False] * 7 + [True]
 
 
@@ -241,11 +238,7 @@ def test_concurrent_fills_on_one_position_lose_no_update(store: SqliteStore) -> 
             store.apply_fill_to_position(f)
             store.apply_fill_to_position(f)  # redelivered
 
-    threads = [threading.Thread(target=writer, args=(p,)) for p in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently(writer, 4)
     (position,) = store.positions("acct-1")
     assert position.quantity == sum((f.signed_quantity for f in fills), Decimal(0))
     assert len(store.fills("acct-1")) == 120
