@@ -53,7 +53,7 @@ class _Slot:
     strategy: AnyStrategy
     targets: tuple[int, ...]
     version: str | None = None
-    dirty: bool = False
+    reload: bool = False  # the warm state is not to be trusted: rebuild it from the store
 
     def snapshot(self) -> dict[str, Any]:
         return {"v": 1, "strategy": self.strategy.to_dict(), "targets": list(self.targets)}
@@ -142,7 +142,9 @@ class SignalProcessor:
         versions are read unless one differs."""
         cursor_keys = [self._cursor_key(p) for p in partitions]
         current = self.svc.store.versions([s.key for s in slots] + cursor_keys)
-        stale_slots = [s for s in slots if s.key in current and current[s.key] != s.version]
+        stale_slots = [
+            s for s in slots if s.reload or (s.key in current and current[s.key] != s.version)
+        ]
         stale_cursors = [
             (partition, key)
             for partition, key in zip(partitions, cursor_keys, strict=True)
@@ -151,17 +153,21 @@ class SignalProcessor:
         if not stale_slots and not stale_cursors:
             return
         stored = self.svc.store.load_many(
-            [s.key for s in stale_slots] + [key for _, key in stale_cursors]
+            [s.key for s in stale_slots if s.key in current] + [key for _, key in stale_cursors]
         )
         for slot in stale_slots:
             found = stored.get(slot.key)
-            if found is None:
-                continue
-            snapshot = found.value
-            config = {**slot.config, "state": snapshot["strategy"].get("state")}
-            slot.strategy = build_strategy(config)
-            slot.targets = tuple(int(t) for t in snapshot["targets"])
-            slot.version = found.version
+            if found is None:  # never saved: start again from the configuration
+                slot.strategy = build_strategy(slot.config)
+                slot.targets = (0,) * len(slot.strategy.symbols)
+                slot.version = None
+            else:
+                snapshot = found.value
+                config = {**slot.config, "state": snapshot["strategy"].get("state")}
+                slot.strategy = build_strategy(config)
+                slot.targets = tuple(int(t) for t in snapshot["targets"])
+                slot.version = found.version
+            slot.reload = False
         for partition, key in stale_cursors:
             found = stored.get(key)
             if found is not None:
@@ -311,13 +317,13 @@ class SignalProcessor:
         redelivery replays from the stored snapshots and produces the same intents."""
         with self._lock:
             for slot in batch.slots:
-                slot.version = "stale"
+                slot.reload = True
 
     def abandon_all(self) -> None:
         """Forget all warm state (as a fresh process would start)."""
         with self._lock:
             for slot in self._slots.values():
-                slot.version = "stale"
+                slot.reload = True
             self._cursors.clear()
 
     def commit(self, batch: Batch) -> None:
@@ -344,6 +350,6 @@ class SignalProcessor:
                 # Another instance saved first: forget the warm state, and let the host
                 # redeliver the batch against what that instance stored.
                 for slot in batch.slots:
-                    slot.version = "stale"
+                    slot.reload = True
                 self._cursors.clear()
                 raise RetryableFault(f"signal state moved on elsewhere: {error}") from error

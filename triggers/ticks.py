@@ -50,6 +50,15 @@ def raw_event(event: func.EventHubEvent) -> RawEvent:
     return RawEvent(partition, int(event.sequence_number or 0), event.get_body())
 
 
+# A batch only fails for a reason outside it (the books or the host unreachable, state
+# saved elsewhere first): bad events are dead-lettered, not raised. So a failed batch is
+# retried until it goes through rather than skipped, which would lose its signals.
+@bp.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:01",
+    maximum_interval="00:01:00",
+)
 @bp.event_hub_message_trigger(
     arg_name="events",
     event_hub_name="ticks",

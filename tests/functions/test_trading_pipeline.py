@@ -5,21 +5,25 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
+from adapters.sqlite_store import SqliteStore
 from devhost.durable import RuntimeStatus
+from domain.errors import RetryableFault
 from domain.execution import TradeRequest
 from domain.market import ParseError, Tick, parse_market_event
 from domain.model import Side
 from domain.orders import OrderIntent, OrderLeg, PlanKind
+from domain.ports import Claim
 from tests.functions.desk import T0, Desk, make_desk, trade
 from tests.functions.faults import FlakyBroker
 from triggers import ticks as ticks_trigger
@@ -379,3 +383,27 @@ def test_a_pairs_signal_from_the_event_hub_trades_both_legs(tmp_path: Path) -> N
         assert positions == {"SPY": Decimal(-5), "QQQ": Decimal(5)}
     finally:
         desk.close()
+
+
+class ClaimsDownOnce(SqliteStore):
+    """Books whose first idempotency claim fails as an unreachable store would."""
+
+    failures = 1
+
+    def claim(self, key: str, value: Mapping[str, Any], *, ts: datetime) -> Claim:
+        if self.failures:
+            self.failures -= 1
+            raise RetryableFault("books unreachable")
+        return super().claim(key, value, ts=ts)
+
+
+def test_a_batch_that_fails_is_retried_and_its_signal_still_trades(desk: Desk) -> None:
+    flaky = ClaimsDownOnce(desk.tmp / "books.sqlite")
+    desk.services.store = flaky
+    desk.prices("AAPL", RISING)
+    desk.settle(5)
+    assert flaky.failures == 0
+    assert desk.host.event_log.failed_batches() == []
+    [trade_status] = desk.trades()
+    assert trade_status.output["outcome"] == "completed"
+    flaky.close()
