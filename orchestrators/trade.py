@@ -266,6 +266,44 @@ def run_trade(context: Ctx) -> Steps:
     return (yield from run.finish("canceled" if ended == "cancel" else "expired", detail))
 
 
+def _fail(context: Ctx, error: Exception) -> Steps:
+    """What a trade that cannot go on owes the desk: nothing left open at the broker, no
+    exposure still reserved, and a record of why. Each step is best effort: the failure
+    may be the broker's or the books' own."""
+    try:
+        request = TradeRequest.from_dict(context.get_input())
+    except Exception:
+        return  # an input that never parsed reserved and sent nothing
+    intent = request.intent
+    ids = [leg.client_order_id(intent.intent_id) for leg in intent.legs]
+    audit_failure = entry(
+        AuditKind.INTENT,
+        f"{intent.intent_id}:failed",
+        {"error": str(error)[:500]},
+        {"intent_id": intent.intent_id},
+    )
+    steps: list[Callable[[], Any]] = [
+        lambda: context.call_activity(
+            "cancel_orders", {"client_order_ids": ids, "ts": now_str(context)}
+        ),
+        lambda: context.call_entity(
+            risk_entity(intent.account), "release", {"intent_id": intent.intent_id}
+        ),
+        lambda: context.call_activity(
+            "record_audit", {"ts": now_str(context), "entries": [audit_failure]}
+        ),
+    ]
+    for step in steps:
+        try:
+            yield step()
+        except Exception:
+            continue
+
+
 @bp.orchestration_trigger(context_name="context")
 def trade(context: Ctx) -> Steps:
-    return (yield from run_trade(context))
+    try:
+        return (yield from run_trade(context))
+    except Exception as error:
+        yield from _fail(context, error)
+        raise

@@ -407,3 +407,22 @@ def test_a_batch_that_fails_is_retried_and_its_signal_still_trades(desk: Desk) -
     [trade_status] = desk.trades()
     assert trade_status.output["outcome"] == "completed"
     flaky.close()
+
+
+def test_a_trade_that_cannot_reach_the_broker_fails_and_releases_its_reservation(
+    tmp_path: Path,
+) -> None:
+    flaky = FlakyBroker(SimulatedBroker(), deque(["503"] * 20))
+    desk = make_desk(tmp_path, strategies=[SMA], broker=flaky)
+    try:
+        desk.prices("AAPL", RISING)
+        desk.run_out()
+        [trade_status] = desk.trades()
+        assert trade_status.runtime_status is RuntimeStatus.FAILED
+        risk = desk.engine.read_entity(("RiskEntity", "paper")).state
+        assert risk["reservations"] == []
+        failed = [r for r in desk.store.records("paper") if r.event_id.endswith(":failed")]
+        assert "HTTP 503" in failed[0].payload["error"]
+        assert flaky.inner.submissions == 0
+    finally:
+        desk.close()
