@@ -13,6 +13,7 @@ State is held in memory for the life of the process: it stands in for a broker's
 from __future__ import annotations
 
 import hashlib
+import heapq
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any, Self
 from domain.errors import ValidationError
 from domain.execution import BrokerOrder
 from domain.market import Tick
-from domain.model import OrderType, Side
+from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg, OrderStatus
 from domain.ports import MarketClock
 from domain.serde import parse_decimal, parse_non_negative_decimal
@@ -82,6 +83,7 @@ class _SimOrder:
     client_order_id: str
     leg: OrderLeg
     ts_eligible: datetime
+    ts_expires: datetime | None = None
     status: OrderStatus = OrderStatus.NEW
     filled_qty: Decimal = ZERO
     notional: Decimal = ZERO
@@ -122,6 +124,7 @@ class SimulatedBroker:
     _last_float: dict[str, float] = field(default_factory=dict)
     _positions: dict[str, Decimal] = field(default_factory=dict)
     _ts_market: datetime = EPOCH
+    _expiries: list[tuple[datetime, str]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     submissions: int = 0
 
@@ -142,10 +145,10 @@ class SimulatedBroker:
                 self._ts_market = ts
             self._last[symbol] = price
             self._last_float[symbol] = float(price)
+            changed = {o.client_order_id: o for o in self._expire()}
             book = self._open_by_symbol.get(symbol)
             if not book:
-                return []
-            changed: dict[str, BrokerOrder] = {}
+                return list(changed.values())
             for order in list(book.values()):
                 if order.is_open and self._match(order, price, ts):
                     changed[order.client_order_id] = order.view()
@@ -172,7 +175,21 @@ class SimulatedBroker:
                     latest = tick.ts_event
             if latest > self._ts_market:
                 self._ts_market = latest
+            for order in self._expire():
+                changed[order.client_order_id] = order
         return list(changed.values())
+
+    def _expire(self) -> list[BrokerOrder]:
+        """Day orders still open when their session closes expire."""
+        expired = []
+        while self._expiries and self._expiries[0][0] <= self._ts_market:
+            _, cid = heapq.heappop(self._expiries)
+            order = self._orders[cid]
+            if order.is_open:
+                order.status = OrderStatus.EXPIRED
+                self._close(order)
+                expired.append(order.view())
+        return expired
 
     def _last_price(self, symbol: str) -> Decimal | None:
         price = self._last.get(symbol)
@@ -295,14 +312,28 @@ class SimulatedBroker:
             order.reject_reason = reason
             return order
         self._open_by_symbol.setdefault(leg.symbol, {})[client_order_id] = order
+        if leg.time_in_force in (TimeInForce.DAY, TimeInForce.OPG, TimeInForce.CLS):
+            order.ts_expires = self._session_close_after(order.ts_eligible)
+            heapq.heappush(self._expiries, (order.ts_expires, client_order_id))
         return order
 
+    def _session_close_after(self, moment: datetime) -> datetime:
+        sessions = self.calendar(moment.date(), moment.date() + timedelta(days=7))
+        return next(close for _, close in sessions if close > moment)
+
     def _match_now(self, order: _SimOrder) -> None:
+        """A new order meets the last print (with no latency); an immediate-or-cancel order
+        keeps what filled and cancels the rest, a fill-or-kill fills whole or not at all."""
         last = self._last_price(order.leg.symbol)
-        if last is None or self.config.latency != timedelta(0) or not order.is_open:
-            return
-        if self._match(order, last, self._ts_market):
+        tif = order.leg.time_in_force
+        ready = last is not None and self.config.latency == timedelta(0) and order.is_open
+        whole = self._fill_quantity(order) == order.remaining
+        allowed = tif is not TimeInForce.FOK or whole
+        if ready and last is not None and allowed and self._match(order, last, self._ts_market):
             self._cancel_peer(order)
+        if tif in (TimeInForce.IOC, TimeInForce.FOK) and order.is_open:
+            order.status = OrderStatus.CANCELED
+            self._close(order)
 
     def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
         """Idempotent by client order id: a second submit returns the first order."""

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
-from domain.model import OrderType, Side
+from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -142,3 +142,29 @@ def test_the_clock_follows_market_time_and_weekday_sessions() -> None:
     assert not weekend.is_open
     assert weekend.ts_next_open == datetime(2026, 3, 9, 14, 30, tzinfo=UTC)
     assert len(broker.calendar(date(2026, 3, 2), date(2026, 3, 8))) == 5
+
+
+def test_day_orders_expire_at_the_close_and_good_till_cancelled_ones_stay() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit(leg(order_type=OrderType.LIMIT, limit_price=D("90")), "d:day")
+    broker.submit(
+        leg(order_type=OrderType.LIMIT, limit_price=D("90"), time_in_force=TimeInForce.GTC),
+        "d:gtc",
+    )
+    assert broker.on_trade("AAPL", D("99"), datetime(2026, 3, 2, 20, 59, tzinfo=UTC)) == []
+    [expired] = broker.on_trade("AAPL", D("99"), datetime(2026, 3, 2, 21, 0, tzinfo=UTC))
+    assert (expired.client_order_id, expired.status) == ("d:day", "expired")
+    assert [o.client_order_id for o in broker.open_orders()] == ["d:gtc"]
+
+
+def test_immediate_or_cancel_and_fill_or_kill() -> None:
+    broker = SimulatedBroker(SimulatorConfig(partial_fill_fraction=D("0.5")))
+    broker.on_trade("AAPL", D("100"), T0)
+    ioc = broker.submit(leg(time_in_force=TimeInForce.IOC), "i:ioc")
+    assert (ioc.status, ioc.filled_qty) == ("canceled", D(5))  # the rest is cancelled
+    fok = broker.submit(leg(time_in_force=TimeInForce.FOK), "i:fok")
+    assert (fok.status, fok.filled_qty) == ("canceled", D(0))  # not whole: nothing
+    whole = SimulatedBroker()
+    whole.on_trade("AAPL", D("100"), T0)
+    assert whole.submit(leg(time_in_force=TimeInForce.FOK), "i:fok").status == "filled"
