@@ -293,6 +293,7 @@ class SignalProcessor:
                 exit_timeout_s=settings.exit_timeout_s,
                 poll_interval_s=settings.poll_interval_s,
                 ts_wall_created=time.time(),
+                initial_limits=settings.risk_limits,
             )
         )
 

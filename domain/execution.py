@@ -21,6 +21,7 @@ from domain.errors import IllegalTransition, ValidationError
 from domain.fills import Fill
 from domain.model import Side
 from domain.orders import Order, OrderIntent, OrderLeg, OrderStatus, PlanKind
+from domain.risk import RiskLimits
 from domain.serde import dec_str, parse_decimal, parse_ts, require, require_str, ts_str
 
 ZERO = Decimal(0)
@@ -158,6 +159,7 @@ class TradeRequest:
     filled leg unwound). ``exit_timeout_s``: a bracket's exits still open after this are
     cancelled. ``poll_interval_s``: how often the broker is asked when no update arrives.
     ``ts_wall_created``: when the request was made, on the wall clock, for latency figures.
+    ``initial_limits``: the configured limits, for an account that has never been given any.
     """
 
     intent: OrderIntent
@@ -167,6 +169,7 @@ class TradeRequest:
     exit_timeout_s: int = 23_400
     poll_interval_s: int = 2
     ts_wall_created: float | None = None
+    initial_limits: RiskLimits | None = None
 
     def __post_init__(self) -> None:
         for name in ("approval_timeout_s", "entry_timeout_s", "exit_timeout_s", "poll_interval_s"):
@@ -184,7 +187,17 @@ class TradeRequest:
             "exit_timeout_s": self.exit_timeout_s,
             "poll_interval_s": self.poll_interval_s,
             "ts_wall_created": self.ts_wall_created,
+            "initial_limits": None
+            if self.initial_limits is None
+            else self.initial_limits.to_dict(),
         }
+
+    def reserve_payload(self) -> dict[str, Any]:
+        """What the risk entity's ``reserve`` takes for this intent."""
+        payload = self.intent.reserve_request().to_dict()
+        if self.initial_limits is not None:
+            payload["initial_limits"] = self.initial_limits.to_dict()
+        return payload
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -192,6 +205,9 @@ class TradeRequest:
         if not isinstance(intent, Mapping):
             raise ValidationError("intent", "must be an object")
         wall = data.get("ts_wall_created")
+        limits = data.get("initial_limits")
+        if limits is not None and not isinstance(limits, Mapping):
+            raise ValidationError("initial_limits", "must be an object")
         return cls(
             intent=OrderIntent.from_dict(intent),
             requires_approval=bool(data.get("requires_approval", False)),
@@ -200,6 +216,11 @@ class TradeRequest:
             exit_timeout_s=data.get("exit_timeout_s", 23_400),
             poll_interval_s=data.get("poll_interval_s", 2),
             ts_wall_created=None if wall is None else float(wall),
+            initial_limits=(
+                None
+                if limits is None
+                else RiskLimits.from_dict({k: v for k, v in limits.items() if v is not None})
+            ),
         )
 
 

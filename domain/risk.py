@@ -221,6 +221,7 @@ class RiskState:
     remaining: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     order_times: list[datetime] = field(default_factory=list)
     executions: set[str] = field(default_factory=set)
+    limits_configured: bool = False
 
     # -- views -----------------------------------------------------------------------------
 
@@ -434,6 +435,7 @@ class RiskState:
 
     def set_limits(self, limits: RiskLimits) -> dict[str, Any]:
         self.limits = limits
+        self.limits_configured = True
         return {"limits": limits.to_dict()}
 
     # -- serialisation ---------------------------------------------------------------------
@@ -443,6 +445,7 @@ class RiskState:
             "v": 1,
             "account": self.account,
             "limits": self.limits.to_dict(),
+            "limits_configured": self.limits_configured,
             "halted": self.halted,
             "halt_reason": self.halt_reason,
             "day": self.day,
@@ -481,6 +484,7 @@ class RiskState:
             },
             order_times=[parse_ts(t, "order_times") for t in data.get("order_times") or []],
             executions={str(e) for e in data.get("executions") or []},
+            limits_configured=bool(data.get("limits_configured", False)),
         )
 
 
@@ -492,7 +496,15 @@ Operation = Callable[[RiskState, Mapping[str, Any]], dict[str, Any]]
 
 
 def _op_reserve(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
-    return state.reserve(ReserveRequest.from_dict(payload))
+    """``initial_limits`` (optional) are the configured limits, applied only to an account
+    that has never been given any, so its first order is not checked against none."""
+    initial = payload.get("initial_limits")
+    request = ReserveRequest.from_dict(payload)
+    if initial is not None and not state.limits_configured:
+        if not isinstance(initial, Mapping):
+            raise ValidationError("initial_limits", "must be an object")
+        state.set_limits(RiskLimits.from_dict({k: v for k, v in initial.items() if v is not None}))
+    return state.reserve(request)
 
 
 def _op_release(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:

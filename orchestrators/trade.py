@@ -237,7 +237,7 @@ def run_trade(context: Ctx) -> Steps:
 
     run.publish("risk_check")
     decision = yield context.call_entity(
-        risk_entity(run.account), "reserve", intent.reserve_request().to_dict()
+        risk_entity(run.account), "reserve", request.reserve_payload()
     )
     run.note(AuditKind.RISK_DECISION, "reserve", decision)
     if not decision.get("approved"):

@@ -144,6 +144,7 @@ async def post_order(
         entry_timeout_s=settings.entry_timeout_s,
         exit_timeout_s=settings.exit_timeout_s,
         poll_interval_s=settings.poll_interval_s,
+        initial_limits=settings.risk_limits,
     )
     started = await start_once(client, TRADE_ORCHESTRATOR, intent.intent_id, request.to_dict())
     links = json.loads(client.create_check_status_response(req, intent.intent_id).get_body())

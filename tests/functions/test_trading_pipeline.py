@@ -24,6 +24,7 @@ from domain.market import ParseError, Tick, parse_market_event
 from domain.model import Side
 from domain.orders import OrderIntent, OrderLeg, PlanKind
 from domain.ports import Claim
+from domain.risk import RiskLimits
 from tests.functions.desk import T0, Desk, make_desk, trade
 from tests.functions.faults import FlakyBroker
 from triggers import ticks as ticks_trigger
@@ -424,5 +425,27 @@ def test_a_trade_that_cannot_reach_the_broker_fails_and_releases_its_reservation
         failed = [r for r in desk.store.records("paper") if r.event_id.endswith(":failed")]
         assert "HTTP 503" in failed[0].payload["error"]
         assert flaky.inner.submissions == 0
+    finally:
+        desk.close()
+
+
+def test_the_configured_limits_apply_from_the_first_order_without_a_warm_up(
+    tmp_path: Path,
+) -> None:
+    desk = make_desk(
+        tmp_path, strategies=[SMA], risk_limits=RiskLimits(max_order_quantity=Decimal(5))
+    )
+    try:
+        desk.prices("AAPL", RISING)  # no warm-up timer has run: the entity has no limits yet
+        desk.settle(5)
+        [first] = desk.trades()
+        assert {r["code"] for r in first.output["reasons"]} == {"order_quantity"}
+        desk.engine.signal_entity(("RiskEntity", "paper"), "set_limits", {})
+        desk.settle()
+        desk.prices("AAPL", [99.0, 98.0, 101.0, 102.0])  # flat, then long again
+        desk.settle(5)
+        # Limits an operator set (here: none) are not replaced by the configured ones.
+        later = [t.output["outcome"] for t in desk.trades() if t.instance_id != first.instance_id]
+        assert later and set(later) == {"completed"}
     finally:
         desk.close()

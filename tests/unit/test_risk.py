@@ -250,3 +250,22 @@ def test_state_round_trips_through_json() -> None:
         ReserveRequest("i1", (ExposureLeg("AAPL", Side.BUY, Decimal("1"), Decimal("2")),), T0)
     )
     assert RiskState.from_dict(json.loads(json.dumps(state.to_dict()))).to_dict() == state.to_dict()
+
+
+def test_initial_limits_apply_only_to_an_account_never_given_limits() -> None:
+    request = {
+        "intent_id": "int-9",
+        "legs": [{"symbol": "AAPL", "side": "buy", "quantity": "10", "price": "100"}],
+        "ts_request": "2026-03-02T15:00:00+00:00",
+        "initial_limits": {"max_order_quantity": "5"},
+    }
+    state, result = apply_operation(None, "reserve", request, account="acct-1")
+    assert result["approved"] is False
+    assert state["limits"]["max_order_quantity"] == "5"
+    cleared, _ = apply_operation(state, "set_limits", {}, account="acct-1")
+    _, again = apply_operation(cleared, "reserve", request, account="acct-1")
+    assert again["approved"] is True  # an operator's limits win over the configured ones
+    _, refused = apply_operation(
+        None, "reserve", {**request, "initial_limits": ["x"]}, account="acct-1"
+    )
+    assert refused["error"]["field"] == "initial_limits"
