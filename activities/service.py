@@ -75,52 +75,76 @@ def _book_order(svc: Services, intent_id: str, leg: OrderLeg) -> Order:
 
 
 def apply_snapshot(svc: Services, snapshot: BrokerOrder, *, ts: datetime) -> list[Fill]:
-    """Bring the books' order (and position) up to the broker's view; returns the new fill,
-    if any. Safe to repeat: the fill id is derived from the cumulative quantity."""
+    """Bring the books' order (and position) up to the broker's view; returns every fill
+    the books hold for the order (callers pass them on, and everyone downstream applies
+    an execution once). Safe to repeat, and against concurrent writers: the order first
+    catches up with fills already recorded (a call that died between booking a fill and
+    updating the order), and a new fill is booked only if the order's recorded fills
+    still add up to what it was derived from."""
     for _ in range(20):
         order = svc.store.get_order(snapshot.client_order_id)
         if order is None:
             log.warning("the books do not hold order %s", snapshot.client_order_id)
             return []
-        fills: list[Fill] = []
-        updated = order
-        fill = fill_from_snapshot(order, snapshot, account=svc.settings.account, ts=ts)
+        booked = svc.store.fills_for_order(order.client_order_id)
+        current = order
+        unaudited = []
+        for recorded in booked:
+            if recorded.execution_id not in current.executions:
+                current = current.apply_fill(recorded)
+                unaudited.append(recorded)
+        fill = fill_from_snapshot(current, snapshot, account=svc.settings.account, ts=ts)
         if fill is not None:
-            svc.store.apply_fill_to_position(fill)
-            updated = updated.apply_fill(fill)
-            fills.append(fill)
-        updated = follow_status(updated, snapshot, ts=ts)
-        if updated == order:
-            return fills
-        try:
-            svc.store.update_order(updated, expected_version=order.version)
-        except Conflict:
-            continue
-        for fill in fills:
-            record(
-                svc,
-                AuditKind.FILL,
-                fill.execution_id,
-                ts=ts,
-                correlation=_correlation(order.intent_id, order.client_order_id),
-                payload=fill.to_dict(),
-            )
-        if updated.status is not order.status:
-            record(
-                svc,
-                AuditKind.ORDER_EVENT,
-                f"{order.client_order_id}:{updated.status.value}:{dec_str(updated.filled_qty)}",
-                ts=ts,
-                correlation=_correlation(order.intent_id, order.client_order_id),
-                payload={
-                    "status": updated.status.value,
-                    "previous": order.status.value,
-                    "filled_qty": dec_str(updated.filled_qty),
-                    "reject_reason": snapshot.reject_reason,
-                },
-            )
-        return fills
+            try:
+                svc.store.apply_fill_to_position(fill, booked_before=current.filled_qty)
+            except Conflict:
+                continue
+            current = current.apply_fill(fill)
+            booked.append(fill)
+            unaudited.append(fill)
+        updated = follow_status(current, snapshot, ts=ts)
+        if updated != order:
+            try:
+                svc.store.update_order(updated, expected_version=order.version)
+            except Conflict:
+                continue
+        _audit_changes(svc, order, updated, unaudited, snapshot, ts)
+        return booked
     raise RetryableFault(f"order {snapshot.client_order_id}: too many concurrent updates")
+
+
+def _audit_changes(
+    svc: Services,
+    before: Order,
+    after: Order,
+    fills: Sequence[Fill],
+    snapshot: BrokerOrder,
+    ts: datetime,
+) -> None:
+    correlation = _correlation(before.intent_id, before.client_order_id)
+    for fill in fills:
+        record(
+            svc,
+            AuditKind.FILL,
+            fill.execution_id,
+            ts=ts,
+            correlation=correlation,
+            payload=fill.to_dict(),
+        )
+    if after.status is not before.status:
+        record(
+            svc,
+            AuditKind.ORDER_EVENT,
+            f"{before.client_order_id}:{after.status.value}:{dec_str(after.filled_qty)}",
+            ts=ts,
+            correlation=correlation,
+            payload={
+                "status": after.status.value,
+                "previous": before.status.value,
+                "filled_qty": dec_str(after.filled_qty),
+                "reject_reason": snapshot.reject_reason,
+            },
+        )
 
 
 def _outcome(snapshot: BrokerOrder, fills: Sequence[Fill]) -> LegOutcome:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS fills (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS fills_by_account ON fills (account, ts_filled);
+CREATE INDEX IF NOT EXISTS fills_by_order ON fills (json_extract(body, '$.client_order_id'));
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -193,6 +195,11 @@ class SqliteStore:
         )
         return cursor.rowcount == 1
 
+    @staticmethod
+    def _has_fill(db: sqlite3.Connection, execution_id: str) -> bool:
+        found = db.execute("SELECT 1 FROM fills WHERE execution_id = ?", (execution_id,))
+        return found.fetchone() is not None
+
     def add_fill(self, fill: Fill) -> bool:
         with self._transaction() as db:
             return self._insert_fill(db, fill)
@@ -206,12 +213,41 @@ class SqliteStore:
             ).fetchall()
         return [Fill.from_dict(json.loads(body)) for (body,) in rows]
 
+    def fills_for_order(self, client_order_id: str) -> list[Fill]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM fills WHERE json_extract(body, '$.client_order_id') = ? "
+                "ORDER BY ts_filled, execution_id",
+                (client_order_id,),
+            ).fetchall()
+        return [Fill.from_dict(json.loads(body)) for (body,) in rows]
+
     # -- positions -------------------------------------------------------------------------
 
-    def apply_fill_to_position(self, fill: Fill) -> Position:
+    def apply_fill_to_position(
+        self, fill: Fill, *, booked_before: Decimal | None = None
+    ) -> Position:
         """The fill is recorded and the position moved in one transaction, so a fill seen
-        twice, or by two writers at once, moves the position once."""
+        twice, or by two writers at once, moves the position once. With ``booked_before``
+        the order's fills recorded so far must add up to it (``Conflict`` otherwise): two
+        writers that saw the broker at different moments cannot both book the difference."""
         with self._transaction() as db:
+            if booked_before is not None and not self._has_fill(db, fill.execution_id):
+                booked = sum(
+                    (
+                        Decimal(str(json.loads(body)["quantity"]))
+                        for (body,) in db.execute(
+                            "SELECT body FROM fills "
+                            "WHERE json_extract(body, '$.client_order_id') = ?",
+                            (fill.client_order_id,),
+                        )
+                    ),
+                    Decimal(0),
+                )
+                if booked != booked_before:
+                    raise Conflict(
+                        f"order {fill.client_order_id}: {booked} booked, not {booked_before}"
+                    )
             inserted = self._insert_fill(db, fill)
             row = db.execute(
                 "SELECT body FROM positions WHERE account = ? AND symbol = ?",

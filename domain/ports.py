@@ -68,6 +68,10 @@ class FillStore(Protocol):
         """The account's fills in the order they were executed."""
         ...
 
+    def fills_for_order(self, client_order_id: str) -> list[Fill]:
+        """One order's fills in the order they were executed."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Claim:
@@ -133,9 +137,12 @@ class OrderStore(Protocol):
 
 
 class PositionStore(Protocol):
-    def apply_fill_to_position(self, fill: Fill) -> Position:
+    def apply_fill_to_position(
+        self, fill: Fill, *, booked_before: Decimal | None = None
+    ) -> Position:
         """Apply a fill to its position exactly once (by execution id), safely against
-        concurrent writers; returns the position after it."""
+        concurrent writers; returns the position after it. With ``booked_before``, the
+        order's fills so far must add up to it, else ``domain.errors.Conflict``."""
         ...
 
     def positions(self, account: str) -> list[Position]: ...

@@ -64,9 +64,12 @@ class Tracker:
 
     def __init__(self) -> None:
         self.orders: dict[str, dict[str, Any]] = {}
+        self.executions: set[str] = set()
 
     def update(self, outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """Take the outcomes in; returns the fills they carried."""
+        """Take the outcomes in; returns the fills not seen before. Activities report every
+        fill the books hold for an order, so one booked by a call whose answer was lost
+        still reaches the risk entity."""
         fills: list[dict[str, Any]] = []
         for data in outcomes:
             outcome = LegOutcome.from_dict(data)
@@ -75,7 +78,10 @@ class Tracker:
                 "filled_qty": dec_str(outcome.filled_qty),
                 "reject_reason": outcome.reject_reason,
             }
-            fills.extend(fill.to_dict() for fill in outcome.fills)
+            for fill in outcome.fills:
+                if fill.execution_id not in self.executions:
+                    self.executions.add(fill.execution_id)
+                    fills.append(fill.to_dict())
         return fills
 
     def open_ids(self, ids: Iterable[str] | None = None) -> list[str]:
