@@ -7,9 +7,11 @@ twice), tell running orchestrations about order updates, then save the strategie
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
+import weakref
 from datetime import UTC, datetime
 
 import azure.durable_functions as df
@@ -27,6 +29,9 @@ ORDER_UPDATE_EVENT = "order_update"
 
 _lock = threading.Lock()
 _processors: dict[int, SignalProcessor] = {}
+_batch_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def processor(svc: Services | None = None) -> SignalProcessor:
@@ -67,9 +72,29 @@ def raw_event(event: func.EventHubEvent) -> RawEvent:
 )
 @bp.durable_client_input(client_name="client")
 async def ticks(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
+    await handle_batch([raw_event(e) for e in events], client)
+
+
+async def handle_batch(events: list[RawEvent], client: df.DurableOrchestrationClient) -> None:
+    """One batch at a time per process, from ingest to commit: a strategy may span
+    partitions (pairs), and its saved state must never include ticks of another batch
+    whose trades have not been started yet."""
+    async with _batch_lock():
+        await _process(events, client)
+
+
+def _batch_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _batch_locks.get(loop)
+    if lock is None:
+        lock = _batch_locks[loop] = asyncio.Lock()
+    return lock
+
+
+async def _process(events: list[RawEvent], client: df.DurableOrchestrationClient) -> None:
     desk = processor()
     now = datetime.now(UTC)
-    batch = desk.ingest([raw_event(e) for e in events], now=now)
+    batch = desk.ingest(events, now=now)
     try:
         desk.audit_signals(batch, now=now)
         for request in batch.requests:
