@@ -252,13 +252,18 @@ def submit_oco(
     sl_order = _book_order(svc, intent_id, stop_loss)
     ids = (tp_order.client_order_id, sl_order.client_order_id)
     found = svc.broker.get_by_client_order_id(ids[0])
+    pair: tuple[BrokerOrder | None, BrokerOrder | None]
     if found is not None:
-        sl_found = svc.broker.get_by_client_order_id(ids[1])
-        pair = (found, sl_found or found)
+        # Sent before: the broker holds both legs of an OCO, or reports what it lost.
+        pair = (found, svc.broker.get_by_client_order_id(ids[1]))
     else:
         pair = svc.broker.submit_oco(take_profit, stop_loss, ids)
     outcomes = []
-    for leg, snapshot in zip((take_profit, stop_loss), pair, strict=True):
+    for leg, cid, snapshot in zip((take_profit, stop_loss), ids, pair, strict=True):
+        if snapshot is None:
+            log.warning("OCO leg %s is missing at the broker", cid)
+            outcomes.append(LegOutcome.missing(cid))
+            continue
         record(
             svc,
             AuditKind.ORDER_EVENT,

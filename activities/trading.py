@@ -18,7 +18,7 @@ from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
 from domain import audit
 from domain.errors import ValidationError
-from domain.execution import LegRequest
+from domain.execution import LegOutcome, LegRequest
 from domain.orders import OrderLeg
 from domain.serde import parse_ts, require, require_str
 
@@ -55,11 +55,21 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
     take_profit = OrderLeg.from_dict(require(payload, "take_profit"))
     stop_loss = OrderLeg.from_dict(require(payload, "stop_loss"))
     native = svc.broker.supports_oco
-    if native:
+    halt = service.halted(svc)
+    if halt is not None:
+        # The flatten that came with the halt closes the position: exits would only
+        # reopen it when they trigger.
+        reason = f"account halted: {halt.get('reason')}; the flatten closes the position"
+        outcomes = [
+            LegOutcome(leg.client_order_id(intent_id), "rejected", reject_reason=reason)
+            for leg in (take_profit, stop_loss)
+        ]
+    elif native:
         outcomes = service.submit_oco(svc, intent_id, take_profit, stop_loss, ts=ts)
     else:
         outcomes = [
-            service.submit_order(svc, intent_id, leg, ts=ts) for leg in (take_profit, stop_loss)
+            service.submit_order(svc, intent_id, leg, ts=ts, closing=True)
+            for leg in (take_profit, stop_loss)
         ]
     return {"native": native, "orders": [outcome.to_dict() for outcome in outcomes]}
 

@@ -122,6 +122,7 @@ class SimulatedBroker:
     _open_by_symbol: dict[str, dict[str, _SimOrder]] = field(default_factory=dict)
     _last: dict[str, Decimal] = field(default_factory=dict)
     _last_float: dict[str, float] = field(default_factory=dict)
+    _last_ts: dict[str, datetime] = field(default_factory=dict)
     _positions: dict[str, Decimal] = field(default_factory=dict)
     _ts_market: datetime = EPOCH
     _expiries: list[tuple[datetime, str]] = field(default_factory=list)
@@ -141,6 +142,10 @@ class SimulatedBroker:
         """A print: market time moves, and the symbol's open orders may fill. Returns the
         orders that changed."""
         with self._lock:
+            seen = self._last_ts.get(symbol)
+            if seen is not None and ts <= seen:
+                return []  # a print already seen (a redelivered batch) fills nothing again
+            self._last_ts[symbol] = ts
             if ts > self._ts_market:
                 self._ts_market = ts
             self._last[symbol] = price
@@ -169,6 +174,10 @@ class SimulatedBroker:
                     for order in self.on_trade(symbol, Decimal(repr(tick.price)), tick.ts_event):
                         changed[order.client_order_id] = order
                 else:
+                    seen = self._last_ts.get(symbol)
+                    if seen is not None and tick.ts_event <= seen:
+                        continue
+                    self._last_ts[symbol] = tick.ts_event
                     self._last_float[symbol] = tick.price
                     self._last.pop(symbol, None)
                 if tick.ts_event > latest:

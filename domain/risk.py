@@ -484,7 +484,10 @@ class RiskState:
             },
             order_times=[parse_ts(t, "order_times") for t in data.get("order_times") or []],
             executions={str(e) for e in data.get("executions") or []},
-            limits_configured=bool(data.get("limits_configured", False)),
+            # State written before this flag existed: limits other than none were set.
+            limits_configured=bool(
+                data.get("limits_configured", any(v for v in (data.get("limits") or {}).values()))
+            ),
         )
 
 

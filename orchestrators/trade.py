@@ -201,7 +201,10 @@ def _exits(run: _Run, filled: Decimal) -> Steps:
     def one_filled(tracker: Tracker) -> bool:
         return any(tracker.status(cid) == "filled" for cid in ids)
 
-    ended = yield from run.follow(ids, run.request.exit_timeout_s, done=one_filled)
+    # Not cancellable: a cancel request must not strip a filled position of its stop.
+    ended = yield from run.follow(
+        ids, run.request.exit_timeout_s, done=one_filled, cancellable=False
+    )
     yield from cancel(context, run.account, run.tracker, ids)
     run.publish()
     return ended
@@ -275,7 +278,9 @@ def _fail(context: Ctx, error: Exception) -> Steps:
     except Exception:
         return  # an input that never parsed reserved and sent nothing
     intent = request.intent
-    ids = [leg.client_order_id(intent.intent_id) for leg in intent.legs]
+    names = [leg.name for leg in intent.legs]
+    names += [unwind_leg(leg, Decimal(1)).name for leg in intent.entry_legs]
+    ids = [f"{intent.intent_id}:{name}" for name in names]
     audit_failure = entry(
         AuditKind.INTENT,
         f"{intent.intent_id}:failed",

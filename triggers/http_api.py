@@ -206,6 +206,14 @@ async def cancel_order(
     status = await _status_of(client, intent_id)
     if status.runtime_status.value in TERMINAL:
         raise HttpError(409, "id", f"order {intent_id!r} is already {status.runtime_status.value}")
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    if custom.get("stage") in ("exits", "unwinding"):
+        raise HttpError(
+            409,
+            "id",
+            f"order {intent_id!r} has filled; its exits stay until one fills "
+            "(the kill switch flattens)",
+        )
     await client.raise_event(intent_id, "cancel", {"ts": ts_str(_now())})
     service.record(
         services(),

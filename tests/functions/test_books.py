@@ -101,3 +101,17 @@ def test_booking_against_a_stale_total_is_refused(svc: Services) -> None:
     with pytest.raises(Conflict):
         svc.store.apply_fill_to_position(late, booked_before=D(0))
     assert position(svc) == D(5)
+
+
+def test_an_oco_leg_the_broker_lost_is_reported_missing_not_mistaken(svc: Services) -> None:
+    from domain.model import OrderType
+    from domain.orders import OrderLeg
+
+    tp = OrderLeg("tp", "AAPL", Side.SELL, D(5), OrderType.LIMIT, limit_price=D(110))
+    sl = OrderLeg("sl", "AAPL", Side.SELL, D(5), OrderType.STOP, stop_price=D(90))
+    svc.broker.submit(tp, "int-2:tp")  # only the take-profit reached the broker
+    outcomes = service.submit_oco(svc, "int-2", tp, sl, ts=T0)
+    assert [(o.client_order_id, o.status) for o in outcomes] == [
+        ("int-2:tp", "new"),
+        ("int-2:sl", "missing"),
+    ]

@@ -4,6 +4,7 @@ approvals, the kill switch, positions and risk, and bad requests that must be 40
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,39 @@ def test_simulated_rejections_are_reported_not_retried(tmp_path: Path) -> None:
         assert output["reasons"] == ["AAPL is not tradable"]
     finally:
         desk.close()
+
+
+def test_a_cancel_cannot_strip_a_filled_bracket_of_its_exits(desk: Desk) -> None:
+    body = {**MARKET, "take_profit": {"limit_price": "103"}, "stop_loss": {"stop_price": "98"}}
+    placed = place(desk, body)
+    desk.settle(2)
+    refused = desk.http("DELETE", f"orders/{placed['intent_id']}")
+    assert refused.status_code == 409
+    assert "exits stay" in refused.json()["error"]["reason"]
+    desk.settle(2)
+    orders = desk.http("GET", f"orders/{placed['intent_id']}").json()["orders"]
+    assert {o["leg"]: o["status"] for o in orders} == {"entry": "filled", "tp": "new", "sl": "new"}
+
+
+def test_no_exits_are_placed_for_a_halted_account(desk: Desk) -> None:
+    import function_app
+    from activities import service
+    from devhost.app_index import index_app
+    from domain.model import OrderType, Side
+    from domain.orders import OrderLeg
+
+    service.set_halt(desk.services, True, "drill", ts=datetime.now(UTC))
+    exits = index_app(function_app.app).functions["submit_exits"]
+    tp = OrderLeg("tp", "AAPL", Side.SELL, Decimal(5), OrderType.LIMIT, limit_price=Decimal(103))
+    sl = OrderLeg("sl", "AAPL", Side.SELL, Decimal(5), OrderType.STOP, stop_price=Decimal(98))
+    result = exits.call(
+        payload={
+            "intent_id": "int-halted",
+            "take_profit": tp.to_dict(),
+            "stop_loss": sl.to_dict(),
+            "ts": datetime.now(UTC).isoformat(),
+        }
+    )
+    assert [o["status"] for o in result["orders"]] == ["rejected", "rejected"]
+    assert desk.services.simulator is not None
+    assert desk.services.simulator.open_orders() == []

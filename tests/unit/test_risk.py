@@ -269,3 +269,17 @@ def test_initial_limits_apply_only_to_an_account_never_given_limits() -> None:
         None, "reserve", {**request, "initial_limits": ["x"]}, account="acct-1"
     )
     assert refused["error"]["field"] == "initial_limits"
+
+
+def test_state_saved_before_the_configured_flag_keeps_its_limits() -> None:
+    state, _ = apply_operation(None, "set_limits", {"max_order_quantity": "50"}, account="a")
+    legacy = {k: v for k, v in state.items() if k != "limits_configured"}
+    request = {
+        "intent_id": "int-9",
+        "legs": [{"symbol": "AAPL", "side": "buy", "quantity": "10", "price": "100"}],
+        "ts_request": "2026-03-02T15:00:00+00:00",
+        "initial_limits": {"max_order_quantity": "5"},
+    }
+    after, result = apply_operation(legacy, "reserve", request, account="a")
+    assert result["approved"] is True
+    assert after["limits"]["max_order_quantity"] == "50"

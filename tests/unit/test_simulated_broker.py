@@ -19,9 +19,11 @@ def leg(side: Side = Side.BUY, quantity: int = 10, **kwargs: object) -> OrderLeg
 
 
 def prints(broker: SimulatedBroker, *prices: str) -> list[str]:
+    """Prints one second apart, each a second after the broker's market time."""
     statuses = []
-    for i, price in enumerate(prices):
-        for order in broker.on_trade("AAPL", D(price), T0 + timedelta(seconds=i + 1)):
+    for price in prices:
+        ts = broker.clock().ts_now + timedelta(seconds=1)
+        for order in broker.on_trade("AAPL", D(price), ts):
             statuses.append(f"{order.client_order_id}:{order.status}")
     return statuses
 
@@ -40,8 +42,8 @@ def test_latency_makes_a_market_order_wait_for_a_later_print() -> None:
     broker = SimulatedBroker(SimulatorConfig(latency=timedelta(milliseconds=1500)))
     broker.on_trade("AAPL", D("100"), T0)
     assert broker.submit(leg(), "i:entry").status == "new"
-    assert prints(broker, "101") == []
-    assert prints(broker, "101", "102") == ["i:entry:filled"]
+    assert prints(broker, "101") == []  # one second after the order: too early
+    assert prints(broker, "102") == ["i:entry:filled"]
     filled = broker.get_by_client_order_id("i:entry")
     assert filled is not None and filled.avg_fill_price == D("102")
 
@@ -168,3 +170,14 @@ def test_immediate_or_cancel_and_fill_or_kill() -> None:
     whole = SimulatedBroker()
     whole.on_trade("AAPL", D("100"), T0)
     assert whole.submit(leg(time_in_force=TimeInForce.FOK), "i:fok").status == "filled"
+
+
+def test_a_print_seen_before_fills_nothing_again() -> None:
+    broker = SimulatedBroker(SimulatorConfig(partial_fill_fraction=D("0.5")))
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit(leg(order_type=OrderType.LIMIT, limit_price=D("99")), "r:entry")
+    later = T0 + timedelta(seconds=1)
+    assert len(broker.on_trade("AAPL", D("98"), later)) == 1
+    assert broker.on_trade("AAPL", D("98"), later) == []  # the same print, redelivered
+    order = broker.get_by_client_order_id("r:entry")
+    assert order is not None and order.filled_qty == D(5)
