@@ -302,7 +302,9 @@ class RetryPolicy:
         """Wait before retry number ``retry`` (1-based)."""
         if self.strategy == "fixed_delay":
             return self.delay
-        backoff: timedelta = self.minimum * (2 ** (retry - 1))
+        # Doubling stops well before it could overflow a timedelta: retries may go on
+        # for ever (max_retry_count -1), the wait never exceeds ``maximum``.
+        backoff: timedelta = self.minimum * (2 ** min(retry - 1, 30))
         return min(self.maximum, backoff)
 
     def allows(self, retry: int) -> bool:

@@ -139,11 +139,15 @@ def fill_from_snapshot(
 
 def follow_status(order: Order, snapshot: BrokerOrder, *, ts: datetime) -> Order:
     """The order moved to the broker's status. The broker is the authority: a change the
-    state machine would not allow is still taken (the caller audits it)."""
+    state machine would not allow is still taken (the caller audits it), except that a
+    final status is only left for a snapshot that shows more filled: anything else is a
+    stale read (an older answer arriving late) and changes nothing."""
     target = snapshot.order_status
     if snapshot.broker_order_id and order.broker_order_id != snapshot.broker_order_id:
         order = replace(order, broker_order_id=snapshot.broker_order_id)
     if target is order.status:
+        return order
+    if order.is_terminal and snapshot.filled_qty <= order.filled_qty:
         return order
     try:
         return order.transition(target, ts=ts)

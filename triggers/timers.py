@@ -13,7 +13,6 @@ import azure.functions as func
 from activities import operations
 from adapters.bootstrap import services
 from adapters.durable_client import start_once
-from domain.risk import RiskLimits
 from triggers.blueprint import bp
 
 log = logging.getLogger("desk.timers")
@@ -28,18 +27,16 @@ END_OF_DAY = operations.END_OF_DAY
 async def warm_up(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """Touch the books and the broker; give the risk entity the configured limits."""
     svc = services()
-    state = operations.warm_up(svc)
+    market = operations.warm_up(svc)
     limits = svc.settings.risk_limits
     if limits is not None:
         entity = df.EntityId(RISK_ENTITY, svc.settings.account)
         current = await client.read_entity_state(entity)
-        stored = (current.entity_state or {}).get("limits") if current.entity_exists else None
-        if (
-            stored is None
-            or RiskLimits.from_dict({k: v for k, v in stored.items() if v is not None}) != limits
-        ):
+        state = current.entity_state if current.entity_exists else None
+        if not isinstance(state, dict) or not state.get("limits_configured"):
+            # Only an account never given limits: an operator's PUT stays in force.
             await client.signal_entity(entity, "set_limits", limits.to_dict())
-    log.info("warm-up: market open %s", state["market_open"])
+    log.info("warm-up: market open %s", market["market_open"])
 
 
 @bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *")

@@ -168,6 +168,7 @@ def test_retry_policy_parsing_and_backoff() -> None:
     assert backoff is not None
     assert [backoff.delay_before(n).total_seconds() for n in (1, 2, 3, 4)] == [2, 4, 8, 10]
     assert backoff.allows(10_000)
+    assert backoff.delay_before(10_000) == timedelta(seconds=10)  # retrying for ever is fine
     assert RetryPolicy.from_settings(None) is None
 
 

@@ -111,7 +111,7 @@ class Desk:
         self.engine.run_until_idle(until=self.clock.now())
 
     def fire(self, timer: str) -> None:
-        """Run a timer function now, then the durable work it started."""
+        """Run a timer function now (its durable work runs with the next ``settle``)."""
         self.loop.run_until_complete(self.host.fire_timer(timer))
 
     def run_out(self) -> None:

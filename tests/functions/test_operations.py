@@ -39,6 +39,16 @@ def test_warm_up_gives_the_risk_entity_the_configured_limits(desk: Desk) -> None
     assert isinstance(limits, dict) and limits["max_order_quantity"] == "50"
 
 
+def test_warm_up_leaves_limits_an_operator_set_alone(desk: Desk) -> None:
+    response = desk.http("PUT", "risk/paper/limits", admin=True, json={"max_order_quantity": "7"})
+    assert response.status_code == 202
+    desk.settle()
+    desk.fire("warm_up")
+    desk.settle()
+    limits = risk(desk)["limits"]
+    assert isinstance(limits, dict) and limits["max_order_quantity"] == "7"
+
+
 def test_reconciliation_applies_what_the_broker_proves_and_alerts_on_the_rest(desk: Desk) -> None:
     now = datetime.now(UTC)
     resting = OrderLeg(

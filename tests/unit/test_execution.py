@@ -63,12 +63,15 @@ def test_a_snapshot_that_cannot_be_right_is_refused() -> None:
         fill_from_snapshot(order(), other, account="paper", ts=T0)
 
 
-def test_the_books_follow_the_broker_status_even_past_the_table() -> None:
+def test_the_books_follow_the_broker_status_but_a_stale_read_never_revives_an_order() -> None:
     accepted = follow_status(order(), BrokerOrder("b-1", "int-1:entry", "new", D(0), None), ts=T0)
     assert (accepted.status, accepted.broker_order_id) == (OrderStatus.NEW, "b-1")
     done = accepted.transition(OrderStatus.CANCELED, ts=T0)
-    revived = follow_status(done, BrokerOrder("b-1", "int-1:entry", "new", D(0), None), ts=T0)
-    assert revived.status is OrderStatus.NEW and revived.version == done.version + 1
+    stale = follow_status(done, BrokerOrder("b-1", "int-1:entry", "new", D(0), None), ts=T0)
+    assert stale == done
+    held = accepted.transition(OrderStatus.PENDING_CANCEL, ts=T0)
+    odd = follow_status(held, BrokerOrder("b-1", "int-1:entry", "expired", D(0), None), ts=T0)
+    assert odd.status is OrderStatus.EXPIRED and odd.version == held.version + 1
 
 
 def test_payloads_round_trip_and_validate() -> None:
