@@ -162,7 +162,9 @@ def make_source(args: argparse.Namespace) -> EventSource | None:
     raise SystemExit(f"--feed: expected none, synthetic or file:PATH, got {feed!r}")
 
 
-async def serve(args: argparse.Namespace, state_dir: Path) -> None:
+async def serve(args: argparse.Namespace, state_dir: Path) -> int:
+    """Serve until stopped; with ``--session``, 1 when the session did not finish (the
+    drain timed out, a feed failed, or it was interrupted)."""
     root: Path = args.root.resolve()
     sys.path.insert(0, str(root))
     apply_settings(read_local_settings(root), os.environ)
@@ -209,24 +211,28 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> None:
     helpers = []
     if args.timers_every is not None and not args.no_timers:
         helpers.append(loop.create_task(fire_timers_every(host, args.timers_every, stop)))
+    status = 0
     if args.session:
         finished = await run_session(host, engine, stop, args.drain_timeout)
+        status = 0 if finished else 1
         if args.report:
             module, _, attribute = args.report.partition(":")
             report = getattr(importlib.import_module(module), attribute or "main")
             await asyncio.to_thread(report)
-        if finished and not args.serve:
-            stop.set()
-        elif args.serve:
+        if args.serve and not stop.is_set():
             print(f"serving on {base_url} until Ctrl+C", flush=True)
+        else:
+            stop.set()
     await stop.wait()
     for helper in helpers:
         helper.cancel()
+    await asyncio.gather(*helpers, return_exceptions=True)
     log.info("stopping")
     await host.stop()
     await runner.cleanup()
     engine.close()
     worker_loop.shutdown()
+    return status
 
 
 async def fire_timers_every(host: DevHost, seconds: float, stop: asyncio.Event) -> None:
@@ -268,6 +274,10 @@ async def run_session(
         elif now - last_print >= 5:
             print(line, file=sys.stderr, flush=True)
             last_print = now
+        failed = host.failed_feeds
+        if failed:
+            print(f"\nthe feed failed: {failed[0]!r}", file=sys.stderr)
+            return False
         if host.feeds_finished and lag == 0:
             drained_at = drained_at or now
             if running == 0:
@@ -392,11 +402,10 @@ def main(argv: list[str] | None = None) -> int:
         # for it; it keeps the event for the wait, so the warning is noise here.
         warnings.filterwarnings("ignore", message="Potential duplicate Task completion")
         try:
-            asyncio.run(serve(args, state_dir))
+            return asyncio.run(serve(args, state_dir))
         except UnsupportedApp as refused:
             print(str(refused), file=sys.stderr)
             return 2
-        return 0
     if args.command == "status":
         return show_status(state_dir)
     if args.command == "instances":

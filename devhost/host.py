@@ -249,7 +249,21 @@ class DevHost:
     @property
     def feeds_finished(self) -> bool:
         """Every feed has published all its source holds."""
-        return all(task.done() for task in self._feed_tasks)
+        return all(
+            task.done() and not task.cancelled() and task.exception() is None
+            for task in self._feed_tasks
+        )
+
+    @property
+    def failed_feeds(self) -> list[BaseException]:
+        """What stopped a feed before its source ran dry."""
+        return [
+            error
+            for task in self._feed_tasks
+            if task.done() and not task.cancelled()
+            for error in [task.exception()]
+            if error is not None
+        ]
 
     async def stop(self) -> None:
         self._stopping.set()

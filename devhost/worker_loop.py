@@ -17,16 +17,17 @@ from typing import Any
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
 
 
 def worker_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+    global _loop, _thread
     with _lock:
         if _loop is None or _loop.is_closed():
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=loop.run_forever, name="devhost-async", daemon=True)
             thread.start()
-            _loop = loop
+            _loop, _thread = loop, thread
         return _loop
 
 
@@ -36,7 +37,8 @@ def submit(coroutine: Coroutine[Any, Any, Any]) -> Future[Any]:
 
 
 def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    """Run ``coroutine`` on the worker loop and wait for it (from a plain thread)."""
+    """Run ``coroutine`` on the worker loop and wait for it (from a plain thread). Raises
+    ``CancelledError`` if the loop is shut down first."""
     return submit(coroutine).result()
 
 
@@ -55,13 +57,29 @@ async def _close_sdk_session() -> None:
         await close()
 
 
-def shutdown() -> None:
-    """Close what async functions left open on the worker loop, then stop it."""
-    global _loop
+async def _wind_down() -> None:
+    """Cancel what is still running (its callers get ``CancelledError`` instead of waiting
+    for ever), then close the SDK's session."""
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    await _close_sdk_session()
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Wind the worker loop down and close it. A later submit starts a fresh loop."""
+    global _loop, _thread
     with _lock:
-        loop, _loop = _loop, None
+        loop, thread = _loop, _thread
+        _loop = _thread = None
     if loop is None or loop.is_closed():
         return
     with contextlib.suppress(Exception):
-        asyncio.run_coroutine_threadsafe(_close_sdk_session(), loop).result(timeout=5)
+        asyncio.run_coroutine_threadsafe(_wind_down(), loop).result(timeout=timeout)
     loop.call_soon_threadsafe(loop.stop)
+    if thread is not None:
+        thread.join(timeout=timeout)
+    if not loop.is_running():
+        loop.close()

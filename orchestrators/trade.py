@@ -141,7 +141,9 @@ def _approval(run: _Run) -> Steps:
     return verdict
 
 
-def _submit(run: _Run, legs: list[Any]) -> Steps:
+def _submit(run: _Run, legs: list[Any], *, timed: bool = False) -> Steps:
+    """Send ``legs`` together. ``timed``: these are the entry legs a signal asked for
+    without an approval wait, so their tick-to-submit time is meaningful."""
     context = run.context
     tasks = [
         context.call_activity_with_retry(
@@ -151,7 +153,7 @@ def _submit(run: _Run, legs: list[Any]) -> Steps:
                 intent_id=run.intent.intent_id,
                 leg=leg,
                 ts=context.current_utc_datetime,
-                ts_wall_created=run.request.ts_wall_created,
+                ts_wall_created=run.request.ts_wall_created if timed else None,
                 audit=tuple(run.take_pending()) if index == 0 else (),
             ).to_dict(),
         )
@@ -169,7 +171,7 @@ def _entry(run: _Run) -> Steps:
     legs = list(run.intent.entry_legs)
     ids = [run.cid(leg.name) for leg in legs]
     run.publish("entry")
-    yield from _submit(run, legs)
+    yield from _submit(run, legs, timed=not run.request.requires_approval)
     seconds = run.intent.unwind_after_s or run.request.entry_timeout_s
     ended = yield from run.follow(ids, seconds)
     if ended != "done":

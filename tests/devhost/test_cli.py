@@ -135,3 +135,47 @@ def test_start_serves_the_real_app_and_stops_cleanly_on_sigint(tmp_path: Path) -
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def run_session(
+    tmp_path: Path, strategies: list[dict[str, object]], *extra: str
+) -> tuple[int, str]:
+    """``start --session`` of the real app on a short synthetic feed; (exit code, stdout)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "TRADING_BOOKS_PATH": str(tmp_path / "books.sqlite"),
+        "TRADING_STRATEGIES": json.dumps(strategies),
+        "TRADING_POLL_INTERVAL_S": "1",
+        "TRADING_ENTRY_TIMEOUT_S": "5",
+    }
+    command = [
+        sys.executable, "-m", "devhost", "--root", str(root),
+        "--state-dir", str(tmp_path / "state"), "start", "--port", str(free_port()),
+        "--feed", "synthetic", "--symbols", "AAPL", "--limit", "400", "--seed", "3",
+        "--timers-every", "1", "--log-level", "ERROR", "--session",
+        "--report", "activities.report:print_session_report", *extra,
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    return done.returncode, done.stdout
+
+
+def test_a_session_runs_the_feed_to_the_end_prints_the_report_and_exits(tmp_path: Path) -> None:
+    strategy = {"kind": "sma_cross", "symbol": "AAPL", "fast": 3, "slow": 8, "quantity": 1}
+    code, out = run_session(tmp_path, [strategy], "--drain-timeout", "60")
+    assert code == 0, out
+    assert "session report" in out
+    signals = int(next(line for line in out.splitlines() if "signals" in line).split()[-1])
+    assert signals > 0
+    assert "verified" in next(line for line in out.splitlines() if "audit chain" in line)
+
+
+def test_a_session_that_cannot_drain_exits_with_a_failure(tmp_path: Path) -> None:
+    # Bracket exits far away keep their trades running past the drain timeout.
+    strategy = {
+        "kind": "sma_cross", "symbol": "AAPL", "fast": 3, "slow": 8, "quantity": 1,
+        "plan": "bracket", "take_profit_pct": 50, "stop_loss_pct": 50,
+    }  # fmt: skip
+    code, out = run_session(tmp_path, [strategy], "--drain-timeout", "2")
+    assert code == 1
+    assert "session report" in out  # the report still shows what happened
