@@ -61,7 +61,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def run(samples: int, pause_s: float) -> tuple[list[float], list[float]]:
+def run(samples: int, pause_s: float) -> tuple[list[float], list[float], int]:
     folder = Path(tempfile.mkdtemp())
     strategy = {"kind": "sma_cross", "symbol": "AAPL", "fast": 1, "slow": 2, "quantity": 1}
     settings = Settings(books_path=folder / "books.sqlite", strategies=(strategy,))
@@ -93,6 +93,7 @@ def run(samples: int, pause_s: float) -> tuple[list[float], list[float]]:
     engine.start()
     loop = asyncio.new_event_loop()
     total, trigger = [], []
+    missed = 0
     ts = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
     price = 100.0
     try:
@@ -113,9 +114,13 @@ def run(samples: int, pause_s: float) -> tuple[list[float], list[float]]:
                     timeout=5,
                 )
             new = set(broker.submitted) - before
-            if index >= 3 and new:  # the first ticks warm the averages up
-                total.append((broker.submitted[new.pop()] - started) * 1000)
-                trigger.append(invoked * 1000)
+            if index < 3:  # the first ticks warm the averages up
+                continue
+            if len(new) != 1:  # none within 5 s (or a late one mixed in): a failure
+                missed += 1
+                continue
+            total.append((broker.submitted[new.pop()] - started) * 1000)
+            trigger.append(invoked * 1000)
     finally:
         loop.run_until_complete(host.stop())
         loop.close()
@@ -123,7 +128,7 @@ def run(samples: int, pause_s: float) -> tuple[list[float], list[float]]:
         engine.close()
         bootstrap.reset()
         worker_loop.shutdown()
-    return total, trigger
+    return total, trigger, missed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,10 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         "--pause-ms", type=float, default=50.0, help="idle time between signals (default 50)"
     )
     args = parser.parse_args(argv)
-    total, trigger = run(args.samples, args.pause_ms / 1000)
+    total, trigger, missed = run(args.samples, args.pause_ms / 1000)
     print(
         f"tick-to-submit through devhost, {len(total)} signals one at a time, "
-        f"{args.pause_ms:g} ms apart"
+        f"{args.pause_ms:g} ms apart ({missed} without exactly one order within 5 s)"
     )
     print(
         f"  trigger invocation (baseline): p50 {statistics.median(trigger):7.2f} ms  "
