@@ -79,6 +79,20 @@ def json_errors(handler: Handler) -> Handler:
     return wrapper
 
 
+def desk_route(
+    route: str, methods: list[str], auth_level: func.AuthLevel | None = None
+) -> Callable[[Handler], Any]:
+    """A route whose handler takes ``(req, client)`` (the durable client) and whose
+    validation failures become JSON 400s: the three decorators every desk route wears."""
+
+    def decorate(handler: Handler) -> Any:
+        level = {} if auth_level is None else {"auth_level": auth_level}
+        with_client = bp.durable_client_input(client_name="client")(json_errors(handler))
+        return bp.route(route=route, methods=methods, **level)(with_client)
+
+    return decorate
+
+
 def body_of(req: func.HttpRequest) -> Any:
     raw = req.get_body()
     if not raw:
@@ -106,9 +120,7 @@ def _account(value: object, *, present: bool = False) -> str:
 # -- orders -----------------------------------------------------------------------------------
 
 
-@bp.route(route="orders", methods=["POST"])
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("orders", ["POST"])
 async def post_order(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -175,9 +187,7 @@ async def _status_of(client: df.DurableOrchestrationClient, intent_id: str) -> A
     return status
 
 
-@bp.route(route="orders/{id}", methods=["GET"])
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("orders/{id}", ["GET"])
 async def get_order(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -196,9 +206,7 @@ async def get_order(
     )
 
 
-@bp.route(route="orders/{id}", methods=["DELETE"])
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("orders/{id}", ["DELETE"])
 async def cancel_order(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -226,9 +234,7 @@ async def cancel_order(
     return reply({"intent_id": intent_id, "cancel_requested": True}, 202)
 
 
-@bp.route(route="orders/{id}/approval", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("orders/{id}/approval", ["POST"], func.AuthLevel.ADMIN)
 async def approve_order(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -288,9 +294,7 @@ async def positions(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
-@bp.route(route="risk/{account}", methods=["GET"])
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("risk/{account}", ["GET"])
 async def get_risk(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -301,9 +305,7 @@ async def get_risk(
     return reply(state.entity_state)
 
 
-@bp.route(route="risk/{account}/limits", methods=["PUT"], auth_level=func.AuthLevel.ADMIN)
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("risk/{account}/limits", ["PUT"], func.AuthLevel.ADMIN)
 async def put_limits(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
@@ -323,9 +325,7 @@ async def put_limits(
     return reply({"account": account, "limits": limits.to_dict()}, 202)
 
 
-@bp.route(route="killswitch", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
-@bp.durable_client_input(client_name="client")
-@json_errors
+@desk_route("killswitch", ["POST"], func.AuthLevel.ADMIN)
 async def killswitch(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
