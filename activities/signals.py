@@ -113,6 +113,10 @@ class SignalProcessor:
         self._cursors: dict[str, tuple[int, str | None]] = {}
         for index, config in enumerate(svc.settings.strategies):
             slot = self._fresh_slot(config, index)
+            if slot.key in self._slots:
+                raise ValidationError(
+                    f"TRADING_STRATEGIES[{index}]", f"repeats the strategy {slot.key!r}"
+                )
             self._slots[slot.key] = slot
             for symbol in slot.strategy.symbols:
                 self._by_symbol.setdefault(symbol, []).append(slot)
@@ -126,11 +130,15 @@ class SignalProcessor:
                 f"TRADING_STRATEGIES[{index}].{error.field}", error.reason
             ) from None
         unwind = config.get("unwind_after_s")
+        if unwind is not None and (not isinstance(unwind, int) or unwind <= 0):
+            raise ValidationError(
+                f"TRADING_STRATEGIES[{index}].unwind_after_s", "must be a positive whole number"
+            )
         return _Slot(
             key=f"strategy:{strategy.strategy_id}",
             config=_strategy_config(config),
             rule=rule,
-            unwind_after_s=int(unwind) if unwind is not None else None,
+            unwind_after_s=unwind,
             strategy=strategy,
             targets=(0,) * len(strategy.symbols),
         )

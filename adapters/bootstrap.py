@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from adapters.sqlite_store import SqliteStore
@@ -23,6 +23,8 @@ from domain.errors import ValidationError
 from domain.ports import Broker, Clock
 from domain.risk import RiskLimits
 from domain.serde import parse_positive_decimal
+
+T = TypeVar("T")
 
 DEFAULT_STRATEGIES: list[dict[str, Any]] = [
     {"kind": "sma_cross", "symbol": "AAPL", "fast": 20, "slow": 60, "quantity": 10},
@@ -88,6 +90,14 @@ def _bool_setting(environ: Mapping[str, str], name: str) -> bool:
     raise ValidationError(name, f"must be true or false, got {text[:20]!r}")
 
 
+def _within(setting: str, parse: Callable[[], T]) -> T:
+    """Run ``parse``; a validation error names the setting it came from."""
+    try:
+        return parse()
+    except ValidationError as error:
+        raise ValidationError(f"{setting}.{error.field}", error.reason) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the desk reads from its application settings, validated once."""
@@ -128,9 +138,13 @@ class Settings:
             account=account,
             books_path=Path(environ.get("TRADING_BOOKS_PATH") or ".desk/books.sqlite"),
             broker=broker,
-            simulator=SimulatorConfig.from_dict(simulator),
+            simulator=_within("TRADING_SIMULATOR", lambda: SimulatorConfig.from_dict(simulator)),
             strategies=tuple(strategies),
-            risk_limits=None if limits is None else RiskLimits.from_dict(limits),
+            risk_limits=(
+                None
+                if limits is None
+                else _within("TRADING_RISK_LIMITS", lambda: RiskLimits.from_dict(limits))
+            ),
             approval_notional=(
                 parse_positive_decimal(approval, "TRADING_APPROVAL_NOTIONAL")
                 if approval and approval.strip()
