@@ -3,6 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVERS := tests/integration/servers
+NODE_STAMP := $(SERVERS)/node_modules/.installed
 
 .PHONY: test run lint typecheck unit bench clean
 
@@ -17,7 +19,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-test: $(STAMP)
+# The protocol servers the integration tests start (pinned by package-lock.json).
+$(NODE_STAMP): $(SERVERS)/package.json $(SERVERS)/package-lock.json
+	npm ci --prefix $(SERVERS) --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .

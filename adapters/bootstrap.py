@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from adapters.sqlite_store import SqliteStore
 from domain.errors import ValidationError
-from domain.ports import Broker, Clock
+from domain.ports import Books, Broker, Clock
 from domain.risk import RiskLimits
 from domain.serde import parse_positive_decimal
 
@@ -99,6 +99,34 @@ def _within(setting: str, parse: Callable[[], T]) -> T:
 
 
 @dataclass(frozen=True)
+class CosmosSettings:
+    """Where the Cosmos DB books are. Without a key the app signs in with its identity
+    (``DefaultAzureCredential``: the managed identity in Azure); a key comes only from
+    settings. ``verify_tls`` is off only for a local emulator's self-signed certificate."""
+
+    endpoint: str
+    database: str = "trading-desk"
+    key: str | None = field(default=None, repr=False)
+    verify_tls: bool = True
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> CosmosSettings:
+        endpoint = (environ.get("COSMOS_ENDPOINT") or "").strip()
+        if not endpoint.startswith("https://"):
+            raise ValidationError("COSMOS_ENDPOINT", "must be the account's https:// endpoint")
+        database = (environ.get("COSMOS_DATABASE") or "trading-desk").strip()
+        if not database or any(c in database for c in "/\\#?"):
+            raise ValidationError("COSMOS_DATABASE", "must be a simple name")
+        verify = environ.get("COSMOS_VERIFY_TLS")
+        return cls(
+            endpoint=endpoint,
+            database=database,
+            key=(environ.get("COSMOS_KEY") or None),
+            verify_tls=True if verify is None else _bool_setting(environ, "COSMOS_VERIFY_TLS"),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the desk reads from its application settings, validated once."""
 
@@ -115,6 +143,8 @@ class Settings:
     exit_timeout_s: int = 23_400
     poll_interval_s: int = 2
     flatten_before_close_min: int = 5
+    store: str = "sqlite"
+    cosmos: CosmosSettings | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -130,6 +160,9 @@ class Settings:
             raise ValidationError("TRADING_SIMULATOR", "must be a JSON object")
         if not isinstance(strategies, list) or not all(isinstance(s, Mapping) for s in strategies):
             raise ValidationError("TRADING_STRATEGIES", "must be a JSON list of objects")
+        store = (environ.get("TRADING_STORE") or "sqlite").strip()
+        if store not in ("sqlite", "cosmos"):
+            raise ValidationError("TRADING_STORE", f"must be sqlite or cosmos, got {store!r}")
         limits = _json_setting(environ, "TRADING_RISK_LIMITS", None)
         if limits is not None and not isinstance(limits, Mapping):
             raise ValidationError("TRADING_RISK_LIMITS", "must be a JSON object")
@@ -156,13 +189,15 @@ class Settings:
             exit_timeout_s=_int_setting(environ, "TRADING_EXIT_TIMEOUT_S", 23_400),
             poll_interval_s=_int_setting(environ, "TRADING_POLL_INTERVAL_S", 2),
             flatten_before_close_min=_int_setting(environ, "TRADING_FLATTEN_BEFORE_CLOSE_MIN", 5),
+            store=store,
+            cosmos=CosmosSettings.from_environ(environ) if store == "cosmos" else None,
         )
 
 
 @dataclass
 class Services:
     settings: Settings
-    store: SqliteStore
+    store: Books
     broker: Broker
     clock: Clock = field(default_factory=SystemClock)
 
@@ -178,11 +213,32 @@ class Services:
         return broker
 
 
-def build(settings: Settings) -> Services:
+def build_store(settings: Settings) -> Books:
+    if settings.store == "cosmos" and settings.cosmos is not None:
+        # Imported here: the Cosmos and identity SDKs are a cost only their users pay.
+        from azure.cosmos import CosmosClient
+
+        from adapters.cosmos_store import CosmosStore
+
+        cosmos = settings.cosmos
+        credential: Any = cosmos.key
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential()
+        client = CosmosClient(
+            cosmos.endpoint, credential=credential, connection_verify=cosmos.verify_tls
+        )
+        return CosmosStore(client, cosmos.database)
     settings.books_path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteStore(settings.books_path)
+
+
+def build(settings: Settings) -> Services:
+    """One set of adapters per process (one Cosmos client, one SQLite connection)."""
     return Services(
         settings=settings,
-        store=SqliteStore(settings.books_path),
+        store=build_store(settings),
         broker=SimulatedBroker(settings.simulator),
     )
 

@@ -148,6 +148,22 @@ class PositionStore(Protocol):
     def positions(self, account: str) -> list[Position]: ...
 
 
+class Books(
+    AuditStore,
+    FillStore,
+    IdempotencyStore,
+    SignalStateStore,
+    OrderStore,
+    PositionStore,
+    Protocol,
+):
+    """Everything the desk keeps: one store (SQLite or Cosmos DB) implements it all."""
+
+    def all_orders(self) -> list[Order]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MarketClock:
     ts_now: datetime

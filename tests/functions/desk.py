@@ -27,7 +27,7 @@ from devhost.host import DevHost, HostConfig
 from devhost.http_host import HostKeys
 from devhost.server import BackgroundServer
 from domain import audit
-from domain.ports import Broker
+from domain.ports import Books, Broker
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_KEY = "desk-function-key"
@@ -49,9 +49,10 @@ class Desk:
     settings: Settings
     broker: Broker
     clock: VirtualClock = field(default_factory=lambda: VirtualClock(T0))
+    books: Books | None = None
 
     def __post_init__(self) -> None:
-        self.store = SqliteStore(self.tmp / "books.sqlite")
+        self.store: Books = self.books or SqliteStore(self.tmp / "books.sqlite")
         self.services = Services(self.settings, self.store, self.broker)
         bootstrap.use_services(self.services)
         self.market_ts = T0
@@ -168,6 +169,7 @@ def make_desk(
     strategies: list[dict[str, Any]] | None = None,
     simulator: SimulatorConfig | None = None,
     broker: Broker | None = None,
+    books: Books | None = None,
     **overrides: Any,
 ) -> Desk:
     settings = Settings(
@@ -180,7 +182,7 @@ def make_desk(
         exit_timeout_s=600,
     )
     settings = replace(settings, **overrides)
-    return Desk(tmp, settings, broker or SimulatedBroker(settings.simulator))
+    return Desk(tmp, settings, broker or SimulatedBroker(settings.simulator), books=books)
 
 
 ZERO = Decimal(0)

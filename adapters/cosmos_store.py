@@ -1,0 +1,434 @@
+"""The books in Cosmos DB (NoSQL API), behind the same ports as the SQLite store.
+
+Containers and partition keys follow the access paths:
+
+- ``audit`` by ``/partition`` (an account's chain): appends and verification walk one
+  partition. A record's id is its chain position, so two writers cannot take the same
+  position; a marker document per event id, created in the same transactional batch,
+  keeps an event from being recorded twice.
+- ``fills`` and ``positions`` by ``/account``: the books of one account. A fill booked
+  against an order's running total gets an id derived from that total, so two writers that
+  read the broker at different moments cannot both book the difference; a position is
+  replaced only under its ETag and remembers the executions it has applied.
+- ``orders`` by ``/intent_id``: an intent's legs together; ``client_order_id`` starts with
+  the intent id, so a single order is found without a cross-partition query.
+- ``claims`` and ``signal_state`` by ``/key``: one document per key; a signal-state version
+  is the document's ETag.
+
+Every write that must not happen twice is a create with a fixed id (409: already done) or a
+replace conditional on the ETag (412: someone else was first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.cosmos import ContainerProxy, CosmosClient, PartitionKey
+from azure.cosmos import exceptions as cosmos_errors
+
+from domain.audit import AuditRecord
+from domain.errors import Conflict, RetryableFault, TerminalError
+from domain.fills import Fill
+from domain.ids import canonical_json
+from domain.orders import TERMINAL, Order
+from domain.portfolio import Position
+from domain.ports import Claim, Versioned
+from domain.serde import ts_str
+
+CONTAINERS = {
+    "audit": "/partition",
+    "fills": "/account",
+    "positions": "/account",
+    "orders": "/intent_id",
+    "claims": "/key",
+    "signal_state": "/key",
+}
+# How long a position remembers the executions it applied: far longer than any retry.
+APPLIED_MEMORY = timedelta(days=7)
+POSITION_ATTEMPTS = 20
+
+
+def doc_id(*parts: str) -> str:
+    """A Cosmos-safe id for any text (ids may not hold '/', '\\', '?' or '#')."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:48]
+
+
+def _faults(error: cosmos_errors.CosmosHttpResponseError) -> Exception:
+    """429 and 503 are worth retrying; the rest is final."""
+    status = error.status_code
+    if status in (408, 429, 449, 503):
+        retry_after = None
+        headers = getattr(error, "headers", None) or {}
+        hint = headers.get("x-ms-retry-after-ms")
+        if hint is not None:
+            retry_after = float(hint) / 1000
+        return RetryableFault(f"Cosmos DB {status}: {error.message}", retry_after_s=retry_after)
+    return TerminalError(f"Cosmos DB {status}: {error.message}")
+
+
+class CosmosStore:
+    """Implements the same store ports as ``SqliteStore``."""
+
+    def __init__(self, client: CosmosClient, database: str) -> None:
+        self._client = client
+        db = client.create_database_if_not_exists(database)
+        self._c: dict[str, ContainerProxy] = {
+            name: db.create_container_if_not_exists(name, partition_key=PartitionKey(path=path))
+            for name, path in CONTAINERS.items()
+        }
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _query(self, container: str, sql: str, **parameters: Any) -> list[dict[str, Any]]:
+        params = [{"name": f"@{k}", "value": v} for k, v in parameters.items()]
+        try:
+            return list(
+                self._c[container].query_items(
+                    sql, parameters=params, enable_cross_partition_query=True
+                )
+            )
+        except cosmos_errors.CosmosHttpResponseError as error:
+            raise _faults(error) from error
+
+    def _create(self, container: str, item: dict[str, Any]) -> bool:
+        """False when the id is taken."""
+        try:
+            self._c[container].create_item(item)
+        except cosmos_errors.CosmosResourceExistsError:
+            return False
+        except cosmos_errors.CosmosHttpResponseError as error:
+            raise _faults(error) from error
+        return True
+
+    def _replace(self, container: str, item: dict[str, Any], etag: str) -> str:
+        """The new ETag; ``Conflict`` when the document changed since ``etag``."""
+        try:
+            written = self._c[container].replace_item(
+                item["id"], item, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        except cosmos_errors.CosmosAccessConditionFailedError as error:
+            raise Conflict(f"{container}/{item['id']} changed") from error
+        except cosmos_errors.CosmosHttpResponseError as error:
+            raise _faults(error) from error
+        return str(written["_etag"])
+
+    def _by_id(self, container: str, pk_field: str, pk: str, item_id: str) -> dict[str, Any] | None:
+        found = self._query(
+            container,
+            f"SELECT * FROM c WHERE c.{pk_field} = @pk AND c.id = @id",
+            pk=pk,
+            id=item_id,
+        )
+        return found[0] if found else None
+
+    # -- audit -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _record(record: AuditRecord) -> dict[str, Any]:
+        return {
+            "id": f"{record.seq:012d}",
+            "type": "record",
+            "partition": record.partition,
+            "seq": record.seq,
+            "event_id": record.event_id,
+            "body": canonical_json(record.to_dict()),
+        }
+
+    def head(self, partition: str) -> AuditRecord | None:
+        found = self._query(
+            "audit",
+            "SELECT TOP 1 * FROM c WHERE c.partition = @p AND c.type = 'record' "
+            "ORDER BY c.seq DESC",
+            p=partition,
+        )
+        return None if not found else AuditRecord.from_dict(json.loads(found[0]["body"]))
+
+    def insert(self, record: AuditRecord) -> bool:
+        return self.insert_many([record])
+
+    def insert_many(self, records: Sequence[AuditRecord]) -> bool:
+        """In order, each record with its event marker in one transactional batch; False
+        at the first position (or event) already taken: the records before it stay."""
+        container = self._c["audit"]
+        for record in records:
+            marker = {
+                "id": doc_id("event", record.event_id),
+                "type": "event",
+                "partition": record.partition,
+                "event_id": record.event_id,
+                "seq": record.seq,
+            }
+            try:
+                container.execute_item_batch(
+                    [("create", (self._record(record),)), ("create", (marker,))],
+                    partition_key=record.partition,
+                )
+            except cosmos_errors.CosmosBatchOperationError:
+                return False
+            except cosmos_errors.CosmosResourceExistsError:
+                return False
+            except cosmos_errors.CosmosHttpResponseError as error:
+                if error.status_code == 409:
+                    return False
+                raise _faults(error) from error
+        return True
+
+    def find_event(self, partition: str, event_id: str) -> AuditRecord | None:
+        found = self._query(
+            "audit",
+            "SELECT * FROM c WHERE c.partition = @p AND c.type = 'record' AND c.event_id = @e",
+            p=partition,
+            e=event_id,
+        )
+        return None if not found else AuditRecord.from_dict(json.loads(found[0]["body"]))
+
+    def find_events(self, partition: str, event_ids: Sequence[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        found = self._query(
+            "audit",
+            "SELECT c.event_id FROM c WHERE c.partition = @p AND c.type = 'record' "
+            "AND ARRAY_CONTAINS(@ids, c.event_id)",
+            p=partition,
+            ids=list(event_ids),
+        )
+        return {row["event_id"] for row in found}
+
+    def records(
+        self, partition: str, *, from_seq: int = 0, limit: int | None = None
+    ) -> list[AuditRecord]:
+        found = self._query(
+            "audit",
+            "SELECT * FROM c WHERE c.partition = @p AND c.type = 'record' AND c.seq >= @s "
+            "ORDER BY c.seq",
+            p=partition,
+            s=from_seq,
+        )
+        rows = found if limit is None else found[:limit]
+        return [AuditRecord.from_dict(json.loads(row["body"])) for row in rows]
+
+    # -- fills and positions -----------------------------------------------------------------
+
+    @staticmethod
+    def _fill(fill: Fill, item_id: str) -> dict[str, Any]:
+        return {
+            "id": item_id,
+            "account": fill.account,
+            "execution_id": fill.execution_id,
+            "client_order_id": fill.client_order_id,
+            "symbol": fill.symbol,
+            "ts_filled": ts_str(fill.ts_filled),
+            "body": fill.to_dict(),
+        }
+
+    def _fills(self, rows: Iterable[dict[str, Any]]) -> list[Fill]:
+        return [Fill.from_dict(row["body"]) for row in rows]
+
+    def add_fill(self, fill: Fill) -> bool:
+        return self._record_fill(fill, None)
+
+    def _record_fill(self, fill: Fill, booked_before: Decimal | None) -> bool:
+        """True when this call recorded the fill. With ``booked_before`` the id is the
+        order's running total before the fill: one fill per total, whoever books it."""
+        if booked_before is None:
+            item_id = doc_id("execution", fill.execution_id)
+        else:
+            item_id = doc_id("order-fill", fill.client_order_id, format(booked_before, "f"))
+        if self._create("fills", self._fill(fill, item_id)):
+            return True
+        existing = self._by_id("fills", "account", fill.account, item_id)
+        if existing is not None and existing["execution_id"] == fill.execution_id:
+            return False  # this very fill, recorded before
+        if booked_before is None:
+            return False
+        raise Conflict(f"order {fill.client_order_id}: another fill was booked at {booked_before}")
+
+    def fills(self, account: str, *, symbol: str | None = None) -> list[Fill]:
+        sql = "SELECT * FROM c WHERE c.account = @a"
+        if symbol is not None:
+            return self._fills(
+                self._query(
+                    "fills", sql + " AND c.symbol = @s ORDER BY c.ts_filled", a=account, s=symbol
+                )
+            )
+        return self._fills(self._query("fills", sql + " ORDER BY c.ts_filled", a=account))
+
+    def fills_for_order(self, client_order_id: str) -> list[Fill]:
+        found = self._fills(
+            self._query("fills", "SELECT * FROM c WHERE c.client_order_id = @o", o=client_order_id)
+        )
+        return sorted(found, key=lambda f: (f.ts_filled, f.execution_id))
+
+    def apply_fill_to_position(
+        self, fill: Fill, *, booked_before: Decimal | None = None
+    ) -> Position:
+        """Record the fill, then move its position once: the position remembers the
+        executions it applied, and is replaced only under its ETag."""
+        if booked_before is not None:
+            booked = sum(
+                (f.quantity for f in self.fills_for_order(fill.client_order_id)), Decimal(0)
+            )
+            known = {f.execution_id for f in self.fills_for_order(fill.client_order_id)}
+            if fill.execution_id not in known and booked != booked_before:
+                raise Conflict(
+                    f"order {fill.client_order_id}: {booked} booked, not {booked_before}"
+                )
+        self._record_fill(fill, booked_before)
+        item_id = doc_id("position", fill.account, fill.symbol)
+        for _ in range(POSITION_ATTEMPTS):
+            current = self._by_id("positions", "account", fill.account, item_id)
+            if current is None:
+                position = Position(fill.account, fill.symbol)
+                applied: dict[str, str] = {}
+            else:
+                position = Position.from_dict(current["body"])
+                applied = dict(current["applied"])
+            if fill.execution_id in applied:
+                return position
+            after = position.apply(fill)
+            horizon = ts_str(fill.ts_filled - APPLIED_MEMORY)
+            applied = {k: v for k, v in applied.items() if v >= horizon}
+            applied[fill.execution_id] = ts_str(fill.ts_filled)
+            item = {
+                "id": item_id,
+                "account": fill.account,
+                "symbol": fill.symbol,
+                "body": after.to_dict(),
+                "applied": applied,
+            }
+            if current is None:
+                if self._create("positions", item):
+                    return after
+                continue
+            try:
+                self._replace("positions", item, current["_etag"])
+            except Conflict:
+                continue
+            return after
+        raise RetryableFault(f"position {fill.account}/{fill.symbol}: too many concurrent updates")
+
+    def positions(self, account: str) -> list[Position]:
+        found = self._query(
+            "positions", "SELECT * FROM c WHERE c.account = @a ORDER BY c.symbol", a=account
+        )
+        return [Position.from_dict(row["body"]) for row in found]
+
+    # -- orders ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _order(order: Order) -> dict[str, Any]:
+        return {
+            "id": doc_id("order", order.client_order_id),
+            "intent_id": order.intent_id,
+            "client_order_id": order.client_order_id,
+            "status": order.status.value,
+            "version": order.version,
+            "body": order.to_dict(),
+        }
+
+    def create_order(self, order: Order) -> bool:
+        return self._create("orders", self._order(order))
+
+    def _order_doc(self, client_order_id: str) -> dict[str, Any] | None:
+        intent_id = client_order_id.split(":", 1)[0]
+        return self._by_id("orders", "intent_id", intent_id, doc_id("order", client_order_id))
+
+    def update_order(self, order: Order, *, expected_version: int) -> None:
+        current = self._order_doc(order.client_order_id)
+        if current is None or current["version"] != expected_version:
+            raise Conflict(
+                f"order {order.client_order_id} changed since version {expected_version}"
+            )
+        self._replace("orders", self._order(order), current["_etag"])
+
+    def get_order(self, client_order_id: str) -> Order | None:
+        found = self._order_doc(client_order_id)
+        return None if found is None else Order.from_dict(found["body"])
+
+    def orders_for_intent(self, intent_id: str) -> list[Order]:
+        found = self._query(
+            "orders",
+            "SELECT * FROM c WHERE c.intent_id = @i ORDER BY c.client_order_id",
+            i=intent_id,
+        )
+        return [Order.from_dict(row["body"]) for row in found]
+
+    def all_orders(self) -> list[Order]:
+        found = self._query("orders", "SELECT * FROM c ORDER BY c.client_order_id")
+        return [Order.from_dict(row["body"]) for row in found]
+
+    def open_orders(self) -> list[Order]:
+        found = self._query(
+            "orders",
+            "SELECT * FROM c WHERE NOT ARRAY_CONTAINS(@final, c.status) ORDER BY c.client_order_id",
+            final=sorted(status.value for status in TERMINAL),
+        )
+        return [Order.from_dict(row["body"]) for row in found]
+
+    # -- idempotency claims ------------------------------------------------------------------
+
+    def claim(self, key: str, value: Mapping[str, Any], *, ts: datetime) -> Claim:
+        item_id = doc_id("claim", key)
+        item = {"id": item_id, "key": key, "value": dict(value), "ts": ts_str(ts)}
+        if self._create("claims", item):
+            return Claim(key, True, dict(value))
+        existing = self._by_id("claims", "key", key, item_id)
+        if existing is None:
+            raise RetryableFault(f"claim {key!r}: taken, but not readable yet")
+        return Claim(key, False, existing["value"])
+
+    # -- signal state ------------------------------------------------------------------------
+
+    def _state_docs(self, keys: Sequence[str]) -> list[dict[str, Any]]:
+        if not keys:
+            return []
+        return self._query(
+            "signal_state", "SELECT * FROM c WHERE ARRAY_CONTAINS(@keys, c.key)", keys=list(keys)
+        )
+
+    def load(self, key: str) -> Versioned | None:
+        return self.load_many([key]).get(key)
+
+    def load_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
+        return {row["key"]: Versioned(row["value"], row["_etag"]) for row in self._state_docs(keys)}
+
+    def versions(self, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        found = self._query(
+            "signal_state",
+            "SELECT c.key, c._etag FROM c WHERE ARRAY_CONTAINS(@keys, c.key)",
+            keys=list(keys),
+        )
+        return {row["key"]: row["_etag"] for row in found}
+
+    def save(self, key: str, value: Mapping[str, Any], *, expected_version: str | None) -> str:
+        return self.save_many([(key, value, expected_version)])[0]
+
+    def save_many(self, items: Sequence[tuple[str, Mapping[str, Any], str | None]]) -> list[str]:
+        """Each write conditional on its version, in order. Keys live in their own
+        partitions, so unlike the SQLite store this is not all-or-nothing: on ``Conflict``
+        the writes before it stand (callers reload everything and replay)."""
+        versions = []
+        for key, value, expected_version in items:
+            item_id = doc_id("state", key)
+            item = {"id": item_id, "key": key, "value": dict(value)}
+            if expected_version is None:
+                if not self._create("signal_state", item):
+                    raise Conflict(f"signal state {key!r} exists already")
+                written = self._by_id("signal_state", "key", key, item_id)
+                if written is None:
+                    raise RetryableFault(f"signal state {key!r}: written, but not readable yet")
+                versions.append(str(written["_etag"]))
+            else:
+                versions.append(self._replace("signal_state", item, expected_version))
+        return versions
