@@ -49,12 +49,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.ticks
 	$(BIN)/python -m bench.durable
 	$(BIN)/python -m bench.trigger
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.imports
+	$(BIN)/python -m bench.stores
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .desk

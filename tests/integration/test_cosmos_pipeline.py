@@ -19,7 +19,7 @@ SMA = {"kind": "sma_cross", "symbol": "AAPL", "fast": 2, "slow": 3, "quantity": 
 
 @pytest.fixture
 def desk(tmp_path: Path, cosmos_endpoint: str, cosmos_database: str) -> Iterator[Desk]:
-    books = CosmosStore(cosmos_client(cosmos_endpoint), cosmos_database)  # type: ignore[arg-type]
+    books = CosmosStore(cosmos_client(cosmos_endpoint), cosmos_database)
     made = make_desk(tmp_path, strategies=[SMA], books=books)
     yield made
     made.close()

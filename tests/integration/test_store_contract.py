@@ -42,7 +42,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Books]:
 
         endpoint = request.getfixturevalue("cosmos_endpoint")
         database = request.getfixturevalue("cosmos_database")
-        instance = CosmosStore(cosmos_client(endpoint), database)  # type: ignore[arg-type]
+        instance = CosmosStore(cosmos_client(endpoint), database)
     yield instance
     instance.close()
 
