@@ -60,7 +60,7 @@ def _correlation(intent_id: str, client_order_id: str) -> dict[str, str]:
     return {"intent_id": intent_id, "client_order_id": client_order_id}
 
 
-def _book_order(svc: Services, intent_id: str, leg: OrderLeg) -> Order:
+def _book_order(svc: Services, intent_id: str, leg: OrderLeg, ts: datetime) -> Order:
     cid = leg.client_order_id(intent_id)
     order = Order(
         client_order_id=cid,
@@ -69,6 +69,8 @@ def _book_order(svc: Services, intent_id: str, leg: OrderLeg) -> Order:
         symbol=leg.symbol,
         side=leg.side,
         quantity=leg.quantity,
+        account=svc.settings.account,
+        ts_created=ts,
     )
     svc.store.create_order(order)
     return svc.store.get_order(cid) or order
@@ -199,7 +201,7 @@ def submit_order(
     """Send one leg, once: the books hold the order before the broker hears of it, and a
     retry that finds the order at the broker does not send it again. While the account is
     halted only ``closing`` orders are sent; the rest are rejected here."""
-    order = _book_order(svc, intent_id, leg)
+    order = _book_order(svc, intent_id, leg, ts)
     cid = order.client_order_id
     snapshot = svc.broker.get_by_client_order_id(cid)
     resent = snapshot is not None
@@ -248,8 +250,8 @@ def submit_order(
 def submit_oco(
     svc: Services, intent_id: str, take_profit: OrderLeg, stop_loss: OrderLeg, *, ts: datetime
 ) -> list[LegOutcome]:
-    tp_order = _book_order(svc, intent_id, take_profit)
-    sl_order = _book_order(svc, intent_id, stop_loss)
+    tp_order = _book_order(svc, intent_id, take_profit, ts)
+    sl_order = _book_order(svc, intent_id, stop_loss, ts)
     ids = (tp_order.client_order_id, sl_order.client_order_id)
     found = svc.broker.get_by_client_order_id(ids[0])
     pair: tuple[BrokerOrder | None, BrokerOrder | None]

@@ -36,7 +36,13 @@ from domain.audit import AuditRecord
 from domain.errors import Conflict, RetryableFault, TerminalError
 from domain.fills import Fill
 from domain.ids import canonical_json
-from domain.orders import TERMINAL, Order
+from domain.orders import (
+    TERMINAL,
+    Order,
+    OrderPage,
+    page_after,
+    page_of,
+)
 from domain.portfolio import Position
 from domain.ports import Claim, Versioned
 from domain.serde import ts_str
@@ -48,6 +54,20 @@ CONTAINERS = {
     "orders": "/intent_id",
     "claims": "/key",
     "signal_state": "/key",
+}
+# Everything is indexed (the default); the order history's ORDER BY over two fields needs
+# a composite index too.
+INDEXING: dict[str, dict[str, Any]] = {
+    "orders": {
+        "indexingMode": "consistent",
+        "includedPaths": [{"path": "/*"}],
+        "compositeIndexes": [
+            [
+                {"path": "/ts_created", "order": "ascending"},
+                {"path": "/client_order_id", "order": "ascending"},
+            ]
+        ],
+    }
 }
 # How long a position remembers the executions it applied: far longer than any retry.
 APPLIED_MEMORY = timedelta(days=7)
@@ -79,7 +99,11 @@ class CosmosStore:
         self._client = client
         db = client.create_database_if_not_exists(database)
         self._c: dict[str, ContainerProxy] = {
-            name: db.create_container_if_not_exists(name, partition_key=PartitionKey(path=path))
+            name: db.create_container_if_not_exists(
+                name,
+                partition_key=PartitionKey(path=path),
+                indexing_policy=INDEXING.get(name),
+            )
             for name, path in CONTAINERS.items()
         }
 
@@ -330,6 +354,8 @@ class CosmosStore:
             "id": doc_id("order", order.client_order_id),
             "intent_id": order.intent_id,
             "client_order_id": order.client_order_id,
+            "account": order.account,
+            "ts_created": None if order.ts_created is None else ts_str(order.ts_created),
             "status": order.status.value,
             "version": order.version,
             "body": order.to_dict(),
@@ -361,6 +387,31 @@ class CosmosStore:
             i=intent_id,
         )
         return [Order.from_dict(row["body"]) for row in found]
+
+    def order_history(
+        self,
+        account: str,
+        ts_from: datetime,
+        ts_to: datetime,
+        *,
+        limit: int,
+        continuation: str | None = None,
+    ) -> OrderPage:
+        """Keyset paging on (creation time, client order id): the composite index the
+        container is created with serves the ORDER BY."""
+        after_ts, after_cid = page_after(continuation)
+        found = self._query(
+            "orders",
+            f"SELECT TOP {int(limit) + 1} * FROM c WHERE c.account = @a "
+            "AND c.ts_created >= @from AND c.ts_created < @to "
+            "AND (c.ts_created > @ats OR (c.ts_created = @ats AND c.client_order_id > @acid)) "
+            "ORDER BY c.ts_created, c.client_order_id",
+            a=account,
+            ats=after_ts,
+            acid=after_cid,
+            **{"from": ts_str(ts_from), "to": ts_str(ts_to)},
+        )
+        return page_of([Order.from_dict(row["body"]) for row in found], limit)
 
     def all_orders(self) -> list[Order]:
         found = self._query("orders", "SELECT * FROM c ORDER BY c.client_order_id")

@@ -24,7 +24,13 @@ from domain.audit import AuditRecord
 from domain.errors import Conflict
 from domain.fills import Fill
 from domain.ids import canonical_json
-from domain.orders import TERMINAL, Order
+from domain.orders import (
+    TERMINAL,
+    Order,
+    OrderPage,
+    page_after,
+    page_of,
+)
 from domain.portfolio import Position
 from domain.ports import Claim, Versioned
 from domain.serde import ts_str
@@ -317,6 +323,28 @@ class SqliteStore:
                 (intent_id,),
             ).fetchall()
         return [Order.from_dict(json.loads(body)) for (body,) in rows]
+
+    def order_history(
+        self,
+        account: str,
+        ts_from: datetime,
+        ts_to: datetime,
+        *,
+        limit: int,
+        continuation: str | None = None,
+    ) -> OrderPage:
+        after_ts, after_cid = page_after(continuation)
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM orders WHERE json_extract(body, '$.account') = ? "
+                "AND json_extract(body, '$.ts_created') >= ? "
+                "AND json_extract(body, '$.ts_created') < ? "
+                "AND (json_extract(body, '$.ts_created') > ? OR "
+                "(json_extract(body, '$.ts_created') = ? AND client_order_id > ?)) "
+                "ORDER BY json_extract(body, '$.ts_created'), client_order_id LIMIT ?",
+                (account, ts_str(ts_from), ts_str(ts_to), after_ts, after_ts, after_cid, limit + 1),
+            ).fetchall()
+        return page_of([Order.from_dict(json.loads(body)) for (body,) in rows], limit)
 
     def all_orders(self) -> list[Order]:
         """Every order in the books (reports and inspection)."""

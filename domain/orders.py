@@ -8,6 +8,8 @@ accept twice.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -372,6 +374,8 @@ class Order:
     executions: frozenset[str] = frozenset()
     ts_updated: datetime | None = None
     version: int = 0
+    account: str | None = None
+    ts_created: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -431,12 +435,15 @@ class Order:
             "executions": sorted(self.executions),
             "ts_updated": None if self.ts_updated is None else ts_str(self.ts_updated),
             "version": self.version,
+            "account": self.account,
+            "ts_created": None if self.ts_created is None else ts_str(self.ts_created),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         avg = data.get("avg_fill_price")
         ts = data.get("ts_updated")
+        created = data.get("ts_created")
         return cls(
             client_order_id=require_str(data, "client_order_id", max_len=MAX_CLIENT_ORDER_ID),
             intent_id=require_str(data, "intent_id"),
@@ -451,10 +458,14 @@ class Order:
             executions=frozenset(str(e) for e in data.get("executions") or []),
             ts_updated=None if ts is None else parse_ts(ts, "ts_updated"),
             version=int(data.get("version", 0)),
+            account=data.get("account"),
+            ts_created=None if created is None else parse_ts(created, "ts_created"),
         )
 
     @classmethod
-    def for_leg(cls, intent: OrderIntent, leg: OrderLeg) -> Self:
+    def for_leg(
+        cls, intent: OrderIntent, leg: OrderLeg, *, ts_created: datetime | None = None
+    ) -> Self:
         return cls(
             client_order_id=leg.client_order_id(intent.intent_id),
             intent_id=intent.intent_id,
@@ -462,4 +473,46 @@ class Order:
             symbol=leg.symbol,
             side=leg.side,
             quantity=leg.quantity,
+            account=intent.account,
+            ts_created=ts_created,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderPage:
+    """One page of an account's order history; ``continuation`` asks for the next (None:
+    this was the last)."""
+
+    orders: tuple[Order, ...]
+    continuation: str | None
+
+
+def encode_continuation(order: Order) -> str:
+    """An opaque token for "after this order" in (creation time, client order id) order."""
+    created = "" if order.ts_created is None else ts_str(order.ts_created)
+    raw = json.dumps([created, order.client_order_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def page_after(continuation: str | None) -> tuple[str, str]:
+    """(creation time, client order id) a page starts after; the start for None."""
+    return ("", "") if continuation is None else decode_continuation(continuation)
+
+
+def page_of(orders: list[Order], limit: int) -> OrderPage:
+    """``limit`` orders from a query that asked for ``limit + 1``: a continuation when the
+    extra one came back."""
+    if len(orders) > limit:
+        return OrderPage(tuple(orders[:limit]), encode_continuation(orders[limit - 1]))
+    return OrderPage(tuple(orders), None)
+
+
+def decode_continuation(token: str) -> tuple[str, str]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        created, cid = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise ValidationError("continuation", "not a token this API gave out") from None
+    if not isinstance(created, str) or not isinstance(cid, str):
+        raise ValidationError("continuation", "not a token this API gave out")
+    return created, cid

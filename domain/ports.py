@@ -18,7 +18,7 @@ from domain.audit import AuditRecord
 from domain.execution import BrokerOrder
 from domain.fills import Fill
 from domain.market import MarketEvent
-from domain.orders import Order, OrderLeg
+from domain.orders import Order, OrderLeg, OrderPage
 from domain.portfolio import Position
 
 
@@ -133,6 +133,19 @@ class OrderStore(Protocol):
 
     def open_orders(self) -> list[Order]:
         """Orders not yet in a final status (reconciliation compares them with the broker)."""
+        ...
+
+    def order_history(
+        self,
+        account: str,
+        ts_from: datetime,
+        ts_to: datetime,
+        *,
+        limit: int,
+        continuation: str | None = None,
+    ) -> OrderPage:
+        """The account's orders created in [ts_from, ts_to), oldest first, ``limit`` at a
+        time; pass the page's ``continuation`` for the next one."""
         ...
 
 

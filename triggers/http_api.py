@@ -11,7 +11,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import wraps
 from typing import Any
@@ -27,7 +27,7 @@ from domain.errors import ValidationError
 from domain.execution import TradeRequest
 from domain.manual import ManualOrder, parse_idempotency_key
 from domain.risk import RiskLimits
-from domain.serde import dec_str, require_str, ts_str
+from domain.serde import dec_str, parse_ts, require_str, ts_str
 from triggers import openapi
 from triggers.blueprint import bp
 from triggers.ticks import TRADE_ORCHESTRATOR, processor
@@ -262,6 +262,46 @@ async def approve_order(
 
 
 # -- books and risk -------------------------------------------------------------------------
+
+
+HISTORY_PARAMS = frozenset({"from", "to", "limit", "continuation", "code"})
+MAX_PAGE = 500
+
+
+def _query_ts(req: func.HttpRequest, name: str, default: datetime) -> datetime:
+    value = req.params.get(name)
+    return default if value is None else parse_ts(value, name)
+
+
+@bp.route(route="orders", methods=["GET"])
+@json_errors
+async def order_history(req: func.HttpRequest) -> func.HttpResponse:
+    """The account's orders created in [from, to) (default: the last day), a page at a
+    time; ``continuation`` from one page asks for the next."""
+    for name in req.params:
+        if name not in HISTORY_PARAMS:  # ``code`` carries the function key
+            raise HttpError(400, name, "is not a parameter of this route")
+    now = _now()
+    ts_from = _query_ts(req, "from", now - timedelta(days=1))
+    ts_to = _query_ts(req, "to", now + timedelta(minutes=1))
+    limit_text = req.params.get("limit", "50")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise HttpError(400, "limit", f"must be a whole number from 1 to {MAX_PAGE}")
+    svc = services()
+    page = svc.store.order_history(
+        svc.settings.account,
+        ts_from,
+        ts_to,
+        limit=int(limit_text),
+        continuation=req.params.get("continuation"),
+    )
+    return reply(
+        {
+            "account": svc.settings.account,
+            "orders": [order.to_dict() for order in page.orders],
+            "continuation": page.continuation,
+        }
+    )
 
 
 def _shown(amount: Decimal) -> str:

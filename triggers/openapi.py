@@ -119,6 +119,24 @@ def document() -> dict[str, Any]:
         "security": [{"functionKey": []}],
         "paths": {
             "/api/orders": {
+                "get": {
+                    "summary": "The account's order history, a page at a time",
+                    "parameters": [
+                        {"name": "from", "in": "query", "schema": {"type": "string"}},
+                        {"name": "to", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                        {"name": "continuation", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": _json("orders, and a continuation for the next page (or null)"),
+                        "400": _error("a parameter is invalid"),
+                        "401": {"description": "a function key is required"},
+                    },
+                },
                 "post": {
                     "summary": "Place a manual order (single, or a bracket)",
                     "parameters": [
@@ -142,7 +160,7 @@ def document() -> dict[str, Any]:
                         "404": _not_found("another account"),
                         "422": _error("the Idempotency-Key was used for a different order"),
                     },
-                }
+                },
             },
             "/api/orders/{id}": {
                 "get": {

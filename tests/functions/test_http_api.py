@@ -372,3 +372,25 @@ def test_no_exits_are_placed_for_a_halted_account(desk: Desk) -> None:
     assert [o["status"] for o in result["orders"]] == ["rejected", "rejected"]
     assert desk.services.simulator is not None
     assert desk.services.simulator.open_orders() == []
+
+
+def test_the_order_history_pages_with_continuation_tokens(desk: Desk) -> None:
+    for n in range(3):
+        place(desk, {**MARKET, "quantity": str(n + 1)})
+    desk.settle(2)
+    window = {"from": "2026-03-01T00:00:00Z", "to": "2026-03-03T00:00:00Z"}  # desk time
+    first = desk.http("GET", "orders", params={**window, "limit": "2"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert len(body["orders"]) == 2 and body["continuation"]
+    more = {**window, "limit": "2", "continuation": body["continuation"]}
+    rest = desk.http("GET", "orders", params=more)
+    # One creation time (the desk's clock stood still), so the order is by client order id.
+    every = body["orders"] + rest.json()["orders"]
+    assert sorted(o["quantity"] for o in every) == ["1", "2", "3"]
+    assert [o["client_order_id"] for o in every] == sorted(o["client_order_id"] for o in every)
+    assert rest.json()["continuation"] is None
+    bad = desk.http("GET", "orders", params={"limit": "0"})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "limit"
+    forged = desk.http("GET", "orders", params={"continuation": "%%%"})
+    assert forged.status_code == 400 and forged.json()["error"]["field"] == "continuation"

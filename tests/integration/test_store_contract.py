@@ -14,7 +14,7 @@ import pytest
 from adapters.sqlite_store import SqliteStore
 from domain import audit
 from domain.audit import AuditKind
-from domain.errors import Conflict
+from domain.errors import Conflict, ValidationError
 from domain.fills import Fill
 from domain.model import Side
 from domain.orders import Order, OrderStatus
@@ -275,3 +275,34 @@ def test_open_orders_are_those_not_in_a_final_status(store: Books) -> None:
     store.create_order(done)
     store.update_order(done.transition(OrderStatus.CANCELED, ts=T0), expected_version=0)
     assert [o.client_order_id for o in store.open_orders()] == ["int-3:entry"]
+
+
+def test_order_history_pages_an_account_by_creation_time(store: Books) -> None:
+    for n in range(7):
+        store.create_order(
+            Order(
+                f"int-{n}:entry", f"int-{n}", "entry", "AAPL", Side.BUY, Decimal(1),
+                account="acct-1", ts_created=T0 + timedelta(minutes=n // 2),
+            )
+        )  # fmt: skip
+    store.create_order(
+        Order("int-x:entry", "int-x", "entry", "AAPL", Side.BUY, Decimal(1),
+              account="acct-2", ts_created=T0)
+    )  # fmt: skip
+    seen: list[str] = []
+    token = None
+    pages = 0
+    while True:
+        page = store.order_history(
+            "acct-1", T0, T0 + timedelta(minutes=3), limit=2, continuation=token
+        )
+        seen.extend(o.client_order_id for o in page.orders)
+        pages += 1
+        token = page.continuation
+        if token is None:
+            break
+    # minutes 0, 0, 1, 1, 2, 2 are in range; minute 3 (int-6) is not; acct-2 never.
+    assert seen == [f"int-{n}:entry" for n in range(6)]
+    assert pages == 3
+    with pytest.raises(ValidationError):
+        store.order_history("acct-1", T0, T0, limit=2, continuation="not-a-token!")
