@@ -1,0 +1,54 @@
+"""``python -m activities.audit_cli verify [PARTITION ...]``: walk the audit trail in the
+configured books (SQLite or Cosmos DB, from the same settings the app reads) and report
+the first broken link of each partition. Exits 1 when a chain is broken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from adapters.bootstrap import Settings, build_store
+from domain.audit import find_break
+from domain.ports import Books
+
+INGEST = "ingest"
+
+
+def verify_partition(books: Books, partition: str, *, head: str | None = None) -> str | None:
+    """Why the partition's chain is broken (first break, with its position), or None."""
+    records = books.records(partition)
+    found = find_break(records, head=head)
+    if found is None:
+        return None
+    where = records[found.index].seq if found.index < len(records) else "the end"
+    return f"record {where}: {found.reason}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m activities.audit_cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("verify", help="verify audit chains in the books")
+    check.add_argument("partitions", nargs="*", help="default: the account's and ingest")
+    check.add_argument("--head", default=None, help="the last hash recorded elsewhere")
+    args = parser.parse_args(argv)
+    settings = Settings.from_environ(os.environ)
+    books = build_store(settings)
+    broken = 0
+    try:
+        for partition in args.partitions or [settings.account, INGEST]:
+            count = len(books.records(partition))
+            problem = verify_partition(books, partition, head=args.head)
+            if problem is None:
+                print(f"{partition}: {count} records, chain verified")
+            else:
+                broken += 1
+                print(f"{partition}: BROKEN at {problem}")
+    finally:
+        books.close()
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
