@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 
-from adapters.bootstrap import Settings, build_store
+from activities.archive import verify_archive
+from adapters.bootstrap import Settings, build_archive, build_store
 from domain.audit import find_break
 from domain.ports import Books
 
@@ -26,12 +28,27 @@ def verify_partition(books: Books, partition: str, *, head: str | None = None) -
     return f"record {where}: {found.reason}"
 
 
+def _verify_archive(settings: Settings, books: Books, partition: str, day: str) -> int:
+    archive = build_archive(settings)
+    if archive is None:
+        print("no archive configured (AUDIT_ARCHIVE or AUDIT_ARCHIVE__serviceUri)")
+        return 1
+    problem = verify_archive(books, archive, partition, date.fromisoformat(day))
+    print(
+        f"{partition} archive {day}: " + ("verified" if problem is None else f"BROKEN: {problem}")
+    )
+    return 0 if problem is None else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m activities.audit_cli")
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("verify", help="verify audit chains in the books")
     check.add_argument("partitions", nargs="*", help="default: the account's and ingest")
     check.add_argument("--head", default=None, help="the last hash recorded elsewhere")
+    check.add_argument(
+        "--archive", default=None, metavar="DAY", help="also verify that day's archive (ISO date)"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_environ(os.environ)
     books = build_store(settings)
@@ -45,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 broken += 1
                 print(f"{partition}: BROKEN at {problem}")
+            if args.archive:
+                broken += _verify_archive(settings, books, partition, args.archive)
     finally:
         books.close()
     return 1 if broken else 0

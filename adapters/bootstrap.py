@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from adapters.sqlite_store import SqliteStore
 from domain.errors import ValidationError
-from domain.ports import Books, Broker, Clock
+from domain.ports import ArchiveStore, Books, Broker, Clock
 from domain.risk import RiskLimits
 from domain.serde import parse_positive_decimal
 
@@ -145,6 +145,9 @@ class Settings:
     flatten_before_close_min: int = 5
     store: str = "sqlite"
     cosmos: CosmosSettings | None = None
+    archive_connection: str | None = field(default=None, repr=False)
+    archive_url: str | None = None
+    archive_container: str = "audit-archive"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -191,6 +194,9 @@ class Settings:
             flatten_before_close_min=_int_setting(environ, "TRADING_FLATTEN_BEFORE_CLOSE_MIN", 5),
             store=store,
             cosmos=CosmosSettings.from_environ(environ) if store == "cosmos" else None,
+            archive_connection=(environ.get("AUDIT_ARCHIVE") or None),
+            archive_url=(environ.get("AUDIT_ARCHIVE__serviceUri") or None),
+            archive_container=(environ.get("AUDIT_ARCHIVE_CONTAINER") or "audit-archive"),
         )
 
 
@@ -200,6 +206,13 @@ class Services:
     store: Books
     broker: Broker
     clock: Clock = field(default_factory=SystemClock)
+    _archive: ArchiveStore | None = None
+
+    def archive(self) -> ArchiveStore | None:
+        """The audit archive, when one is configured (built on first use)."""
+        if self._archive is None:
+            self._archive = build_archive(self.settings)
+        return self._archive
 
     @property
     def simulator(self) -> SimulatedBroker | None:
@@ -232,6 +245,27 @@ def build_store(settings: Settings) -> Books:
         return CosmosStore(client, cosmos.database)
     settings.books_path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(settings.books_path)
+
+
+def build_archive(settings: Settings) -> ArchiveStore | None:
+    """Blob Storage for the audit archive: a connection string (``AUDIT_ARCHIVE``, e.g.
+    ``UseDevelopmentStorage=true`` for Azurite) or an account URL signed in with the app's
+    identity (``AUDIT_ARCHIVE__serviceUri``); None when neither is set."""
+    if not settings.archive_connection and not settings.archive_url:
+        return None
+    from adapters.blob_archive import BlobArchive
+
+    if settings.archive_connection:
+        return BlobArchive.connect(
+            settings.archive_container, connection_string=settings.archive_connection
+        )
+    from azure.identity import DefaultAzureCredential
+
+    return BlobArchive.connect(
+        settings.archive_container,
+        account_url=settings.archive_url,
+        credential=DefaultAzureCredential(),
+    )
 
 
 def build(settings: Settings) -> Services:

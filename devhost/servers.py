@@ -1,6 +1,6 @@
 """Local protocol servers for development, tests and benchmarks, started on a free loopback
-port: `@vercel/cosmosdb-server` speaks Cosmos DB's REST protocol (installed from
-tests/integration/servers by `npm ci`; `make test` does it)."""
+port: `@vercel/cosmosdb-server` speaks Cosmos DB's REST protocol, Azurite Azure Storage's
+(both installed from tests/integration/servers by `npm ci`; `make test` does it)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,36 @@ def cosmos_client(endpoint: str) -> Any:
 
     warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     return CosmosClient(endpoint, credential=COSMOS_KEY, connection_verify=False)
+
+
+AZURITE_BLOB = SERVERS / "node_modules" / "azurite" / "dist" / "src" / "blob" / "main.js"
+# Azurite's published development account key.
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@contextmanager
+def azurite_blob_server() -> Iterator[str]:
+    """Azurite's Blob service, in memory, for the duration; yields a connection string."""
+    if not AZURITE_BLOB.is_file():
+        raise FileNotFoundError(f"{AZURITE_BLOB} is missing: run `make test` (npm ci) first")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            "node", str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(port),
+            "--inMemoryPersistence", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, process)
+        yield (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -161,6 +161,16 @@ class PositionStore(Protocol):
     def positions(self, account: str) -> list[Position]: ...
 
 
+class ArchiveStore(Protocol):
+    """Write-once files (Blob Storage: immutable in Azure)."""
+
+    def put(self, name: str, data: bytes) -> bool:
+        """Store ``data`` as ``name`` unless that name exists (then False: never replaced)."""
+        ...
+
+    def get(self, name: str) -> bytes | None: ...
+
+
 class Books(
     AuditStore,
     FillStore,

@@ -5,12 +5,14 @@ schedules only say how often to look."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from activities import operations
+from activities.archive import archive_day
+from activities.service import DEAD_LETTER_PARTITION as INGEST_PARTITION
 from adapters.bootstrap import services
 from adapters.durable_client import start_once
 from triggers.blueprint import bp
@@ -82,3 +84,17 @@ async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationCl
         state = risk.entity_state if risk.entity_exists else {}
         if operations.resume_after_close(svc, state or {}, ts=datetime.now(UTC)):
             await client.signal_entity(entity, "resume", {})
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 30 0 * * *")
+def archive_audit(timer: func.TimerRequest) -> None:
+    """Each night: write yesterday's audit chains (the account's and ingest) to the
+    write-once archive, when one is configured."""
+    svc = services()
+    archive = svc.archive()
+    if archive is None:
+        return
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    for partition in (svc.settings.account, INGEST_PARTITION):
+        done = archive_day(svc.store, archive, partition, yesterday)
+        log.info("audit archive %s: %d records (new: %s)", done.name, done.records, done.written)

@@ -8,7 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from devhost.servers import COSMOS_CLI, cosmos_client, cosmos_server
+from devhost.servers import (
+    AZURITE_BLOB,
+    COSMOS_CLI,
+    azurite_blob_server,
+    cosmos_client,
+    cosmos_server,
+)
 
 __all__ = ["cosmos_client"]
 
@@ -25,3 +31,11 @@ def cosmos_endpoint() -> Iterator[str]:
 def cosmos_database() -> str:
     """A database of its own for each test."""
     return f"desk-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def azurite_connection() -> Iterator[str]:
+    if not AZURITE_BLOB.is_file():
+        pytest.fail(f"{AZURITE_BLOB} is missing: `make test` installs it (npm ci)")
+    with azurite_blob_server() as connection:
+        yield connection
