@@ -205,6 +205,44 @@ def test_sqlite_tampering_with_a_stored_record_is_detected(tmp_path: Path) -> No
         reopened.close()
 
 
+def test_cosmos_tampering_with_a_stored_record_is_detected(
+    cosmos_endpoint: str, cosmos_database: str
+) -> None:
+    from adapters.cosmos_store import CosmosStore
+
+    client = cosmos_client(cosmos_endpoint)
+    store = CosmosStore(client, cosmos_database)
+    for i in range(4):
+        append(store, f"e{i}")
+    # Someone with write access to the container edits a record in place.
+    container = client.get_database_client(cosmos_database).get_container_client("audit")
+    [doc] = container.query_items(
+        "SELECT * FROM c WHERE c.partition = 'acct-1' AND c.type = 'record' AND c.seq = 2",
+        enable_cross_partition_query=True,
+    )
+    doc["body"] = doc["body"].replace('"event":"e2"', '"event":"forged"')
+    container.replace_item(doc["id"], doc)
+    assert audit.verify(store.records("acct-1")) == 2
+    store.close()
+
+
+def test_cosmos_throttling_and_unavailability_are_worth_retrying() -> None:
+    from azure.cosmos.exceptions import CosmosHttpResponseError
+
+    from adapters.cosmos_store import _faults
+    from domain.errors import RetryableFault, TerminalError
+
+    def error(status: int) -> CosmosHttpResponseError:
+        return CosmosHttpResponseError(status_code=status, message="x")  # type: ignore[no-untyped-call]
+
+    throttled = error(429)
+    throttled.headers = {"x-ms-retry-after-ms": "250"}
+    fault = _faults(throttled)
+    assert isinstance(fault, RetryableFault) and fault.retry_after_s == 0.25
+    assert isinstance(_faults(error(503)), RetryableFault)
+    assert isinstance(_faults(error(400)), TerminalError)
+
+
 def test_sqlite_refuses_books_written_by_another_schema_version(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "books.sqlite").close()
     raw = sqlite3.connect(tmp_path / "books.sqlite")
