@@ -97,15 +97,28 @@ class CosmosStore:
 
     def __init__(self, client: CosmosClient, database: str) -> None:
         self._client = client
-        db = client.create_database_if_not_exists(database)
-        self._c: dict[str, ContainerProxy] = {
-            name: db.create_container_if_not_exists(
-                name,
-                partition_key=PartitionKey(path=path),
-                indexing_policy=INDEXING.get(name),
-            )
-            for name, path in CONTAINERS.items()
-        }
+        self._c: dict[str, ContainerProxy] = self._containers(client, database)
+
+    @staticmethod
+    def _containers(client: CosmosClient, database: str) -> dict[str, ContainerProxy]:
+        """Create the database and containers when missing. An identity with data-plane
+        roles only may not create them (403): then they must exist already, and are used
+        as they are."""
+        try:
+            db = client.create_database_if_not_exists(database)
+            return {
+                name: db.create_container_if_not_exists(
+                    name,
+                    partition_key=PartitionKey(path=path),
+                    indexing_policy=INDEXING.get(name),
+                )
+                for name, path in CONTAINERS.items()
+            }
+        except cosmos_errors.CosmosHttpResponseError as error:
+            if error.status_code != 403:
+                raise _faults(error) from error
+            existing = client.get_database_client(database)
+            return {name: existing.get_container_client(name) for name in CONTAINERS}
 
     def close(self) -> None:
         self._client.close()
