@@ -344,3 +344,24 @@ def test_order_history_pages_an_account_by_creation_time(store: Books) -> None:
     assert pages == 3
     with pytest.raises(ValidationError):
         store.order_history("acct-1", T0, T0, limit=2, continuation="not-a-token!")
+
+
+def test_cosmos_with_data_plane_roles_only_uses_the_containers_as_they_exist() -> None:
+    from azure.cosmos.exceptions import CosmosHttpResponseError
+
+    from adapters.cosmos_store import CONTAINERS, CosmosStore
+
+    class DataPlaneOnly:
+        """A client whose identity may read and write items, not create containers."""
+
+        def create_database_if_not_exists(self, name: str) -> None:
+            raise CosmosHttpResponseError(status_code=403, message="forbidden")  # type: ignore[no-untyped-call]
+
+        def get_database_client(self, name: str) -> DataPlaneOnly:
+            return self
+
+        def get_container_client(self, name: str) -> str:
+            return f"existing:{name}"
+
+    store = CosmosStore(DataPlaneOnly(), "desk")  # type: ignore[arg-type]
+    assert store._c == {name: f"existing:{name}" for name in CONTAINERS}
