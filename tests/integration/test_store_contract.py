@@ -364,5 +364,5 @@ def test_cosmos_with_data_plane_roles_only_uses_the_containers_as_they_exist() -
             return f"existing:{name}"
 
     store = CosmosStore(DataPlaneOnly(), "desk")  # type: ignore[arg-type]
-    used: dict[str, object] = dict(store._c)  # noqa: SLF001
+    used: dict[str, object] = dict(store._c)
     assert used == {name: f"existing:{name}" for name in CONTAINERS}
