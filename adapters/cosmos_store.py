@@ -243,15 +243,15 @@ class CosmosStore:
     def records(
         self, partition: str, *, from_seq: int = 0, limit: int | None = None
     ) -> list[AuditRecord]:
+        top = "" if limit is None else f"TOP {int(limit)} "
         found = self._query(
             "audit",
-            "SELECT * FROM c WHERE c.partition = @p AND c.type = 'record' AND c.seq >= @s "
-            "ORDER BY c.seq",
+            f"SELECT {top}* FROM c WHERE c.partition = @p AND c.type = 'record' "
+            "AND c.seq >= @s ORDER BY c.seq",
             p=partition,
             s=from_seq,
         )
-        rows = found if limit is None else found[:limit]
-        return [AuditRecord.from_dict(json.loads(row["body"])) for row in rows]
+        return [AuditRecord.from_dict(json.loads(row["body"])) for row in found]
 
     # -- fills and positions -----------------------------------------------------------------
 
@@ -279,7 +279,8 @@ class CosmosStore:
         if booked_before is None:
             item_id = doc_id("execution", fill.execution_id)
         else:
-            item_id = doc_id("order-fill", fill.client_order_id, format(booked_before, "f"))
+            total = format(booked_before.normalize(), "f")
+            item_id = doc_id("order-fill", fill.client_order_id, total)
         if self._create("fills", self._fill(fill, item_id)):
             return True
         existing = self._by_id("fills", "account", fill.account, item_id)
@@ -311,10 +312,9 @@ class CosmosStore:
         """Record the fill, then move its position once: the position remembers the
         executions it applied, and is replaced only under its ETag."""
         if booked_before is not None:
-            booked = sum(
-                (f.quantity for f in self.fills_for_order(fill.client_order_id)), Decimal(0)
-            )
-            known = {f.execution_id for f in self.fills_for_order(fill.client_order_id)}
+            recorded = self.fills_for_order(fill.client_order_id)
+            booked = sum((f.quantity for f in recorded), Decimal(0))
+            known = {f.execution_id for f in recorded}
             if fill.execution_id not in known and booked != booked_before:
                 raise Conflict(
                     f"order {fill.client_order_id}: {booked} booked, not {booked_before}"
