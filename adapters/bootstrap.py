@@ -127,6 +127,26 @@ class CosmosSettings:
 
 
 @dataclass(frozen=True)
+class AlpacaSettings:
+    """Alpaca credentials (from settings only: Key Vault references in Azure). Paper is the
+    default; live trading needs ``ALPACA_LIVE=true`` said explicitly."""
+
+    key_id: str = field(repr=False)
+    secret: str = field(repr=False)
+    live: bool = False
+    url_override: str | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> AlpacaSettings:
+        key_id = (environ.get("ALPACA_KEY_ID") or "").strip()
+        secret = (environ.get("ALPACA_SECRET_KEY") or "").strip()
+        if not key_id or not secret:
+            raise ValidationError("ALPACA_KEY_ID", "ALPACA_KEY_ID and ALPACA_SECRET_KEY are needed")
+        override = (environ.get("ALPACA_URL_OVERRIDE") or "").strip() or None
+        return cls(key_id, secret, _bool_setting(environ, "ALPACA_LIVE"), override)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the desk reads from its application settings, validated once."""
 
@@ -145,6 +165,7 @@ class Settings:
     flatten_before_close_min: int = 5
     store: str = "sqlite"
     cosmos: CosmosSettings | None = None
+    alpaca: AlpacaSettings | None = None
     archive_connection: str | None = field(default=None, repr=False)
     archive_url: str | None = None
     archive_container: str = "audit-archive"
@@ -155,8 +176,8 @@ class Settings:
         if not account or any(c in account for c in "/\\#?: "):
             raise ValidationError("TRADING_ACCOUNT", "must be a simple name")
         broker = (environ.get("TRADING_BROKER") or "simulated").strip()
-        if broker != "simulated":
-            raise ValidationError("TRADING_BROKER", f"unknown broker {broker!r} (simulated)")
+        if broker not in ("simulated", "alpaca"):
+            raise ValidationError("TRADING_BROKER", f"must be simulated or alpaca, got {broker!r}")
         simulator = _json_setting(environ, "TRADING_SIMULATOR", {})
         strategies = _json_setting(environ, "TRADING_STRATEGIES", DEFAULT_STRATEGIES)
         if not isinstance(simulator, Mapping):
@@ -194,6 +215,7 @@ class Settings:
             flatten_before_close_min=_int_setting(environ, "TRADING_FLATTEN_BEFORE_CLOSE_MIN", 5),
             store=store,
             cosmos=CosmosSettings.from_environ(environ) if store == "cosmos" else None,
+            alpaca=AlpacaSettings.from_environ(environ) if broker == "alpaca" else None,
             archive_connection=(environ.get("AUDIT_ARCHIVE") or None),
             archive_url=(environ.get("AUDIT_ARCHIVE__serviceUri") or None),
             archive_container=(environ.get("AUDIT_ARCHIVE_CONTAINER") or "audit-archive"),
@@ -268,12 +290,25 @@ def build_archive(settings: Settings) -> ArchiveStore | None:
     )
 
 
+def build_broker(settings: Settings) -> Broker:
+    if settings.broker == "alpaca" and settings.alpaca is not None:
+        # Imported here: alpaca-py brings pandas, a cost only its users pay.
+        from adapters.alpaca_broker import AlpacaBroker
+
+        alpaca = settings.alpaca
+        return AlpacaBroker.connect(
+            alpaca.key_id, alpaca.secret, paper=not alpaca.live, url_override=alpaca.url_override
+        )
+    return SimulatedBroker(settings.simulator)
+
+
 def build(settings: Settings) -> Services:
-    """One set of adapters per process (one Cosmos client, one SQLite connection)."""
+    """One set of adapters per process (one Cosmos client, one SQLite connection, one
+    broker client)."""
     return Services(
         settings=settings,
         store=build_store(settings),
-        broker=SimulatedBroker(settings.simulator),
+        broker=build_broker(settings),
     )
 
 

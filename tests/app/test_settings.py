@@ -59,3 +59,15 @@ def test_a_bad_setting_is_refused_by_name(name: str, value: str) -> None:
     with pytest.raises(ValidationError) as refused:
         Settings.from_environ({name: value})
     assert refused.value.field.split(".")[0] == name
+
+
+def test_alpaca_is_paper_unless_live_is_said_and_needs_its_keys() -> None:
+    keys = {"TRADING_BROKER": "alpaca", "ALPACA_KEY_ID": "id", "ALPACA_SECRET_KEY": "secret"}
+    paper = Settings.from_environ(keys)
+    assert paper.alpaca is not None and paper.alpaca.live is False
+    assert "secret" not in repr(paper)  # keys never reach a log line through repr
+    live = Settings.from_environ({**keys, "ALPACA_LIVE": "true"})
+    assert live.alpaca is not None and live.alpaca.live is True
+    with pytest.raises(ValidationError) as refused:
+        Settings.from_environ({"TRADING_BROKER": "alpaca"})
+    assert refused.value.field == "ALPACA_KEY_ID"

@@ -1,0 +1,287 @@
+"""The ``Broker`` port over Alpaca's trading API, through ``alpaca-py``.
+
+Submitting is idempotent by client order id. alpaca-py itself resends a POST that got 429
+or 504, and a resend of an order Alpaca already took answers 422 ("client order id must be
+unique"). So after a 422 of that kind, a timeout or a 5xx, the order is looked up by its
+client order id before anything else is concluded. Errors map to the domain's tree: 429,
+5xx and transport failures are retryable; 403 and 422 rejections are final, with Alpaca's
+message. A client-side limiter keeps the account under its 200 requests a minute across
+threads.
+
+Crypto takes simple orders only (no trailing stops, no OCO): the adapter refuses those up
+front instead of letting the API reject them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from datetime import time as time_of_day
+from decimal import Decimal
+from typing import Any
+
+import requests
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, QueryOrderStatus
+from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
+from alpaca.trading.requests import (
+    GetCalendarRequest,
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    OrderRequest,
+    StopLimitOrderRequest,
+    StopOrderRequest,
+    TrailingStopOrderRequest,
+)
+
+from domain.errors import RetryableFault, TerminalError, ValidationError
+from domain.execution import BrokerOrder
+from domain.model import OrderType, Side
+from domain.orders import OrderLeg
+from domain.ports import MarketClock
+from domain.serde import parse_decimal
+
+DUPLICATE_CLIENT_ORDER_ID = "client_order_id must be unique"
+REQUESTS_PER_MINUTE = 200
+
+
+class RateLimiter:
+    """At most ``limit`` calls in any ``window`` seconds, across threads: a caller over the
+    limit waits for the oldest call to age out."""
+
+    def __init__(self, limit: int = REQUESTS_PER_MINUTE, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._calls: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._calls and now - self._calls[0] >= self.window:
+                    self._calls.popleft()
+                if len(self._calls) < self.limit:
+                    self._calls.append(now)
+                    return
+                wait = self.window - (now - self._calls[0])
+            time.sleep(max(wait, 0.001))
+
+
+def is_crypto(symbol: str) -> bool:
+    return "/" in symbol
+
+
+def _status_of(error: APIError) -> int | None:
+    status = getattr(error, "status_code", None)
+    return None if status is None else int(status)
+
+
+def _message_of(error: APIError) -> str:
+    try:
+        return str(error.message)
+    except (ValueError, KeyError, TypeError):
+        return str(error)
+
+
+def _fault(error: Exception) -> Exception:
+    """The domain's view of a failed call."""
+    if isinstance(error, APIError):
+        status = _status_of(error)
+        message = _message_of(error)
+        if status == 429 or (status is not None and status >= 500):
+            retry_after = None
+            response = error.response
+            reset = None if response is None else response.headers.get("X-Ratelimit-Reset")
+            if reset is not None and reset.isdigit():
+                retry_after = max(0.0, int(reset) - time.time())
+            return RetryableFault(f"Alpaca {status}: {message}", retry_after_s=retry_after)
+        return TerminalError(f"Alpaca {status}: {message}")
+    if isinstance(error, requests.RequestException):
+        return RetryableFault(f"Alpaca unreachable: {error}")
+    return error
+
+
+def _decimal(value: object) -> Decimal | None:
+    return None if value in (None, "") else parse_decimal(str(value), "alpaca")
+
+
+def _value(enum_or_text: Any) -> str:
+    return str(getattr(enum_or_text, "value", enum_or_text))
+
+
+class AlpacaBroker:
+    """Implements ``domain.ports.Broker``; paper trading unless told otherwise."""
+
+    def __init__(
+        self,
+        client: TradingClient,
+        *,
+        limiter: RateLimiter | None = None,
+        last_trade: Callable[[str], Decimal | None] | None = None,
+    ) -> None:
+        self._client = client
+        self._limiter = limiter or RateLimiter()
+        self._last_trade = last_trade
+
+    @classmethod
+    def connect(
+        cls, key_id: str, secret: str, *, paper: bool = True, url_override: str | None = None
+    ) -> AlpacaBroker:
+        return cls(TradingClient(key_id, secret, paper=paper, url_override=url_override))
+
+    @property
+    def supports_oco(self) -> bool:
+        # Alpaca's OCO names only its parent with our client order id; the orchestration
+        # links the two exits itself, with both ids its own.
+        return False
+
+    def _call(self, call: Callable[[], Any]) -> Any:
+        """One API call under the rate limit; alpaca-py answers models (``raw_data`` off)."""
+        self._limiter.acquire()
+        try:
+            return call()
+        except (APIError, requests.RequestException) as error:
+            raise _fault(error) from error
+
+    # -- orders ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _view(order: Any) -> BrokerOrder:
+        return BrokerOrder(
+            broker_order_id=str(order.id),
+            client_order_id=str(order.client_order_id),
+            status=_value(order.status),
+            filled_qty=_decimal(order.filled_qty) or Decimal(0),
+            avg_fill_price=_decimal(order.filled_avg_price),
+            symbol=order.symbol,
+            side=_value(order.side),
+            quantity=_decimal(order.qty),
+        )
+
+    @staticmethod
+    def _request(leg: OrderLeg, client_order_id: str) -> OrderRequest:
+        if is_crypto(leg.symbol) and leg.order_type is OrderType.TRAILING_STOP:
+            raise ValidationError("order_type", "Alpaca takes no trailing stops for crypto")
+        common: dict[str, Any] = {
+            "symbol": leg.symbol,
+            "qty": float(leg.quantity),
+            "side": OrderSide.BUY if leg.side is Side.BUY else OrderSide.SELL,
+            "time_in_force": AlpacaTimeInForce(leg.time_in_force.value),
+            "client_order_id": client_order_id,
+        }
+        if leg.order_type is OrderType.MARKET:
+            return MarketOrderRequest(**common)
+        if leg.order_type is OrderType.LIMIT:
+            return LimitOrderRequest(**common, limit_price=float(leg.limit_price or 0))
+        if leg.order_type is OrderType.STOP:
+            return StopOrderRequest(**common, stop_price=float(leg.stop_price or 0))
+        if leg.order_type is OrderType.STOP_LIMIT:
+            return StopLimitOrderRequest(
+                **common,
+                stop_price=float(leg.stop_price or 0),
+                limit_price=float(leg.limit_price or 0),
+            )
+        trail: dict[str, float] = {}
+        if leg.trail_percent is not None:
+            trail["trail_percent"] = float(leg.trail_percent)
+        if leg.trail_price is not None:
+            trail["trail_price"] = float(leg.trail_price)
+        return TrailingStopOrderRequest(**common, **trail)
+
+    def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
+        request = self._request(leg, client_order_id)
+        try:
+            order = self._call(lambda: self._client.submit_order(request))
+        except (RetryableFault, TerminalError) as fault:
+            duplicate = DUPLICATE_CLIENT_ORDER_ID in str(fault)
+            if isinstance(fault, TerminalError) and not duplicate:
+                raise  # a rejection: final, with Alpaca's reason
+            # Sent before, or maybe taken before the answer was lost: ask, do not resend.
+            found = self.get_by_client_order_id(client_order_id)
+            if found is not None:
+                return found
+            raise RetryableFault(f"order {client_order_id}: {fault}") from fault
+        return self._view(order)
+
+    def submit_oco(
+        self, take_profit: OrderLeg, stop_loss: OrderLeg, client_order_ids: tuple[str, str]
+    ) -> tuple[BrokerOrder, BrokerOrder]:
+        raise ValidationError("order_class", "exits are linked by the orchestration")
+
+    def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
+        try:
+            order = self._call(lambda: self._client.get_order_by_client_id(client_order_id))
+        except TerminalError as fault:
+            if " 404:" in str(fault):
+                return None
+            raise
+        return self._view(order)
+
+    def cancel(self, client_order_id: str) -> BrokerOrder | None:
+        found = self.get_by_client_order_id(client_order_id)
+        if found is None:
+            return None
+        try:
+            self._call(lambda: self._client.cancel_order_by_id(found.broker_order_id))
+        except TerminalError as fault:
+            if " 422:" not in str(fault):  # 422: no longer cancelable (filled, done)
+                raise
+        return self.get_by_client_order_id(client_order_id)
+
+    def open_orders(self) -> list[BrokerOrder]:
+        orders = self._call(
+            lambda: self._client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+        )
+        return [self._view(order) for order in orders]
+
+    # -- account and market ------------------------------------------------------------------
+
+    def positions(self) -> dict[str, Decimal]:
+        held = self._call(self._client.get_all_positions)
+        result: dict[str, Decimal] = {}
+        for position in held:
+            quantity = _decimal(position.qty) or Decimal(0)
+            if _value(position.side) == "short" and quantity > 0:
+                quantity = -quantity
+            result[position.symbol] = quantity
+        return result
+
+    def buying_power(self) -> Decimal:
+        account = self._call(self._client.get_account)
+        return _decimal(account.buying_power) or Decimal(0)
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        return None if self._last_trade is None else self._last_trade(symbol)
+
+    def clock(self) -> MarketClock:
+        clock = self._call(self._client.get_clock)
+        return MarketClock(
+            ts_now=clock.timestamp.astimezone(UTC),
+            is_open=bool(clock.is_open),
+            ts_next_open=clock.next_open.astimezone(UTC),
+            ts_next_close=clock.next_close.astimezone(UTC),
+        )
+
+    def calendar(self, start: date, end: date) -> list[tuple[datetime, datetime]]:
+        days = self._call(
+            lambda: self._client.get_calendar(GetCalendarRequest(start=start, end=end))
+        )
+        return [(_utc(day.open, day.date), _utc(day.close, day.date)) for day in days]
+
+
+def _utc(moment: datetime | time_of_day, day: date) -> datetime:
+    """alpaca-py gives calendar times as naive New York datetimes."""
+    from zoneinfo import ZoneInfo
+
+    new_york = ZoneInfo("America/New_York")
+    if isinstance(moment, datetime):
+        local = moment if moment.tzinfo else moment.replace(tzinfo=new_york)
+    else:
+        local = datetime.combine(day, moment, new_york)
+    return local.astimezone(UTC)

@@ -1,0 +1,185 @@
+"""A local server that speaks Alpaca's trading REST protocol, enough for the broker
+adapter: orders (with Alpaca's 422 for a client order id already taken), positions, the
+account, clock and calendar. ``faults`` script failures of order submissions."""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aiohttp import web
+
+OPEN = {"new", "accepted", "partially_filled", "pending_new", "held"}
+
+
+def _text(value: object) -> str | None:
+    """Alpaca answers numbers as strings."""
+    return None if value is None else str(value)
+
+
+def _error(status: int, message: str, code: int = 40010000) -> web.Response:
+    return web.json_response({"code": code, "message": message}, status=status)
+
+
+@dataclass
+class FakeAlpaca:
+    """``faults`` for POST /v2/orders, one per request: "429" or "500" (refused before
+    taking the order), "504-after" or "500-after" (taken, then the answer fails), or None.
+    ``fill`` fills market orders at once at ``price``. ``reject`` answers 403 with it."""
+
+    faults: deque[str | None] = field(default_factory=deque)
+    price: Decimal = Decimal("100")
+    fill: bool = True
+    reject: str | None = None
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    posts: int = 0
+    requests: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._count])
+        app.add_routes(
+            [
+                web.post("/v2/orders", self.submit),
+                web.get("/v2/orders", self.list_orders),
+                web.get("/v2/orders:by_client_order_id", self.by_client_order_id),
+                web.delete("/v2/orders/{id}", self.cancel),
+                web.get("/v2/positions", self.positions),
+                web.get("/v2/account", self.account),
+                web.get("/v2/clock", self.clock),
+                web.get("/v2/calendar", self.calendar),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests += 1
+        if request.headers.get("APCA-API-KEY-ID") != "key" or not request.headers.get(
+            "APCA-API-SECRET-KEY"
+        ):
+            return _error(401, "unauthorized", 40110000)
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    def _by_cid(self, cid: str) -> dict[str, Any] | None:
+        return next((o for o in self.orders.values() if o["client_order_id"] == cid), None)
+
+    async def submit(self, request: web.Request) -> web.Response:
+        self.posts += 1
+        body = await request.json()
+        fault = self.faults.popleft() if self.faults else None
+        if fault in ("429", "500"):
+            return _error(int(fault), "try again")
+        cid = body.get("client_order_id") or uuid.uuid4().hex
+        if self._by_cid(cid) is not None:
+            return _error(422, "client_order_id must be unique", 40010001)
+        if self.reject:
+            return _error(403, self.reject, 40310000)
+        now = datetime.now(UTC).isoformat()
+        order = {
+            "id": str(uuid.uuid4()),
+            "client_order_id": cid,
+            "created_at": now,
+            "updated_at": now,
+            "submitted_at": now,
+            "asset_id": str(uuid.uuid4()),
+            "symbol": body["symbol"],
+            "asset_class": "crypto" if "/" in body["symbol"] else "us_equity",
+            "qty": str(body["qty"]),
+            "filled_qty": "0",
+            "filled_avg_price": None,
+            "order_class": body.get("order_class") or "simple",
+            "order_type": body["type"],
+            "type": body["type"],
+            "side": body["side"],
+            "time_in_force": body["time_in_force"],
+            "limit_price": _text(body.get("limit_price")),
+            "stop_price": _text(body.get("stop_price")),
+            "trail_percent": _text(body.get("trail_percent")),
+            "trail_price": _text(body.get("trail_price")),
+            "status": "new",
+            "extended_hours": False,
+        }
+        if self.fill and body["type"] == "market":
+            order.update(
+                status="filled", filled_qty=str(body["qty"]), filled_avg_price=str(self.price)
+            )
+        self.orders[order["id"]] = order
+        if fault in ("504-after", "500-after"):
+            return _error(int(fault.split("-")[0]), "the gateway timed out")
+        return web.json_response(order)
+
+    async def list_orders(self, request: web.Request) -> web.Response:
+        wanted = request.query.get("status", "open")
+        orders = [o for o in self.orders.values() if wanted != "open" or o["status"] in OPEN]
+        return web.json_response(orders)
+
+    async def by_client_order_id(self, request: web.Request) -> web.Response:
+        found = self._by_cid(request.query.get("client_order_id", ""))
+        if found is None:
+            return _error(404, "order not found", 40410000)
+        return web.json_response(found)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        found = self.orders.get(request.match_info["id"])
+        if found is None:
+            return _error(404, "order not found", 40410000)
+        if found["status"] not in OPEN:
+            return _error(422, "order is not cancelable", 42210000)
+        found["status"] = "canceled"
+        return web.Response(status=204)
+
+    async def positions(self, request: web.Request) -> web.Response:
+        net: dict[str, Decimal] = {}
+        for order in self.orders.values():
+            filled = Decimal(order["filled_qty"])
+            sign = 1 if order["side"] == "buy" else -1
+            net[order["symbol"]] = net.get(order["symbol"], Decimal(0)) + sign * filled
+        return web.json_response(
+            [
+                {
+                    "asset_id": str(uuid.uuid4()),
+                    "symbol": symbol,
+                    "exchange": "NASDAQ",
+                    "asset_class": "us_equity",
+                    "avg_entry_price": str(self.price),
+                    "qty": str(abs(qty)),
+                    "side": "long" if qty > 0 else "short",
+                    "cost_basis": str(abs(qty) * self.price),
+                }
+                for symbol, qty in net.items()
+                if qty
+            ]
+        )
+
+    async def account(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "id": str(uuid.uuid4()),
+                "account_number": "PA000000",
+                "status": "ACTIVE",
+                "buying_power": "250000.50",
+            }
+        )
+
+    async def clock(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "timestamp": "2026-03-02T10:00:00-05:00",
+                "is_open": True,
+                "next_open": "2026-03-03T09:30:00-05:00",
+                "next_close": "2026-03-02T16:00:00-05:00",
+            }
+        )
+
+    async def calendar(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            [
+                {"date": "2026-03-02", "open": "09:30", "close": "16:00"},
+                {"date": "2026-03-03", "open": "09:30", "close": "13:00"},
+            ]
+        )

@@ -1,0 +1,180 @@
+"""The Alpaca broker adapter through the real alpaca-py client, against a local server that
+speaks Alpaca's REST protocol: order types, exactly one order whatever fails, error
+mapping, the rate limiter, and account, clock and calendar."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from alpaca.trading.client import TradingClient
+
+from adapters.alpaca_broker import AlpacaBroker, RateLimiter
+from devhost.server import BackgroundServer
+from domain.errors import RetryableFault, TerminalError, ValidationError
+from domain.model import OrderType, Side, TimeInForce
+from domain.orders import OrderLeg
+from tests.alpaca.server import FakeAlpaca
+from tests.functions.desk import make_desk
+
+D = Decimal
+
+
+@pytest.fixture
+def alpaca() -> Iterator[tuple[FakeAlpaca, AlpacaBroker]]:
+    fake = FakeAlpaca()
+    with BackgroundServer(fake.app()) as server:
+        client = TradingClient("key", "secret", paper=True, url_override=server.url)
+        client._retry_wait = 0  # alpaca-py's own resend of a 429/504 waits 3 s otherwise
+        yield fake, AlpacaBroker(client)
+
+
+def leg(order_type: OrderType = OrderType.MARKET, **prices: Decimal) -> OrderLeg:
+    return OrderLeg("entry", "AAPL", Side.BUY, D(10), order_type, TimeInForce.DAY, **prices)
+
+
+@pytest.mark.parametrize(
+    ("order", "wire"),
+    [
+        (leg(), {"type": "market"}),
+        (leg(OrderType.LIMIT, limit_price=D("99.5")), {"type": "limit", "limit_price": "99.5"}),
+        (leg(OrderType.STOP, stop_price=D(95)), {"type": "stop", "stop_price": "95.0"}),
+        (
+            leg(OrderType.STOP_LIMIT, stop_price=D(95), limit_price=D("94.5")),
+            {"type": "stop_limit", "stop_price": "95.0", "limit_price": "94.5"},
+        ),
+        (
+            leg(OrderType.TRAILING_STOP, trail_percent=D(2)),
+            {"type": "trailing_stop", "trail_percent": "2.0"},
+        ),
+    ],
+    ids=["market", "limit", "stop", "stop_limit", "trailing_stop"],
+)
+def test_each_order_type_reaches_alpaca_as_it_should(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker], order: OrderLeg, wire: dict[str, str]
+) -> None:
+    fake, broker = alpaca
+    placed = broker.submit(order, "int-1:entry")
+    [sent] = fake.orders.values()
+    assert {k: str(sent[k]) for k in wire} == wire
+    assert (sent["client_order_id"], sent["qty"], sent["side"]) == ("int-1:entry", "10.0", "buy")
+    assert placed.client_order_id == "int-1:entry"
+    if order.order_type is OrderType.MARKET:
+        assert (placed.status, placed.filled_qty, placed.avg_fill_price) == (
+            "filled",
+            D(10),
+            D(100),
+        )
+    else:
+        assert (placed.status, placed.filled_qty) == ("new", D(0))
+    assert broker.get_by_client_order_id("int-1:entry") == placed
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [["504-after"], ["429", "429"], ["500-after"], ["500", None]],
+    ids=["gateway-timeout-after-taking", "throttled-twice", "5xx-after-taking", "5xx-before"],
+)
+def test_whatever_fails_there_is_exactly_one_order(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker], faults: list[str | None]
+) -> None:
+    fake, broker = alpaca
+    fake.faults = deque(faults)
+    try:
+        placed = broker.submit(leg(), "int-2:entry")
+    except RetryableFault:
+        # Refused before Alpaca took it: the activity's retry sends it again.
+        placed = broker.submit(leg(), "int-2:entry")
+    assert len(fake.orders) == 1
+    assert placed.client_order_id == "int-2:entry" and placed.status == "filled"
+
+
+def test_a_rejection_is_final_with_alpacas_reason(alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> None:
+    fake, broker = alpaca
+    fake.reject = "insufficient buying power"
+    with pytest.raises(TerminalError, match="insufficient buying power"):
+        broker.submit(leg(), "int-3:entry")
+    assert broker.get_by_client_order_id("int-3:entry") is None
+
+
+def test_crypto_orders_alpaca_cannot_take_are_refused_up_front(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    trailing = OrderLeg(
+        "entry", "BTC/USD", Side.SELL, D(1), OrderType.TRAILING_STOP, trail_percent=D(2)
+    )
+    with pytest.raises(ValidationError, match="crypto"):
+        broker.submit(trailing, "int-4:entry")
+    assert fake.posts == 0
+    assert broker.supports_oco is False
+
+
+def test_cancel_open_orders_positions_and_account(alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> None:
+    _, broker = alpaca
+    broker.submit(leg(OrderType.LIMIT, limit_price=D(90)), "int-5:entry")
+    broker.submit(leg(), "int-6:entry")
+    assert [o.client_order_id for o in broker.open_orders()] == ["int-5:entry"]
+    cancelled = broker.cancel("int-5:entry")
+    assert cancelled is not None and cancelled.status == "canceled"
+    assert broker.cancel("int-6:entry") is not None  # filled: nothing to cancel, no error
+    assert broker.cancel("int-unknown:entry") is None
+    assert broker.open_orders() == []
+    assert broker.positions() == {"AAPL": D(10)}
+    assert broker.buying_power() == D("250000.50")
+
+
+def test_clock_and_calendar_are_utc(alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> None:
+    _, broker = alpaca
+    clock = broker.clock()
+    assert clock.is_open and clock.ts_next_close == datetime(2026, 3, 2, 21, 0, tzinfo=UTC)
+    assert broker.calendar(date(2026, 3, 2), date(2026, 3, 3)) == [
+        (datetime(2026, 3, 2, 14, 30, tzinfo=UTC), datetime(2026, 3, 2, 21, 0, tzinfo=UTC)),
+        (datetime(2026, 3, 3, 14, 30, tzinfo=UTC), datetime(2026, 3, 3, 18, 0, tzinfo=UTC)),
+    ]
+
+
+def test_the_rate_limiter_holds_concurrent_callers_to_the_limit() -> None:
+    limiter = RateLimiter(limit=5, window=0.5)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        limiter.acquire()
+        with lock:
+            stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=call) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stamps.sort()
+    for i in range(len(stamps) - 5):
+        assert stamps[i + 5] - stamps[i] >= 0.5 - 0.01  # never six calls in one window
+
+
+def test_the_desk_trades_through_alpaca_and_a_lost_answer_makes_no_second_order(
+    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+) -> None:
+    fake, broker = alpaca
+    fake.faults = deque(["504-after"])  # Alpaca takes the order; the answer is lost
+    desk = make_desk(tmp_path, broker=broker)
+    try:
+        body = {"symbol": "AAPL", "side": "buy", "quantity": "10", "reference_price": "100"}
+        placed = desk.http("POST", "orders", json=body)
+        assert placed.status_code == 202, placed.text
+        desk.settle(2)
+        shown = desk.http("GET", f"orders/{placed.json()['intent_id']}").json()
+        assert shown["output"]["outcome"] == "completed"
+        assert len(fake.orders) == 1
+        [position] = desk.store.positions("paper")
+        assert position.quantity == D(10) and position.avg_price == D(100)
+    finally:
+        desk.close()
