@@ -1,0 +1,83 @@
+"""``trade_updates``: order events from the broker (Alpaca's trade-updates stream, relayed to
+the ``trade-updates`` Event Hub) wake the trade orchestration the order belongs to.
+
+An update only says "look again": the orchestration asks the broker and books what it
+finds, so a lost, repeated or reordered update costs a poll, never a wrong book. Malformed
+events are dead-lettered and the batch goes on; an update for an order no orchestration owns
+(placed elsewhere, or finished) is ignored.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import azure.durable_functions as df
+import azure.functions as func
+import orjson
+
+from activities import service
+from adapters.bootstrap import services
+from domain.audit import AuditKind
+from domain.errors import ValidationError
+from domain.serde import require, require_str
+from triggers.blueprint import bp
+from triggers.ticks import ORDER_UPDATE_EVENT, raw_event
+
+log = logging.getLogger("desk.trade_updates")
+
+HUB = "trade-updates"
+
+
+def order_of(body: bytes) -> dict[str, str]:
+    """The order an update is about: its client order id and what happened. Raises
+    ValidationError naming the field for anything else."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ValidationError("body", "not JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("body", "must be a JSON object")
+    payload = data.get("data", data)  # the stream's envelope, or the update itself
+    if not isinstance(payload, dict):
+        raise ValidationError("data", "must be an object")
+    order = require(payload, "order")
+    if not isinstance(order, dict):
+        raise ValidationError("order", "must be an object")
+    cid = require_str(order, "client_order_id", max_len=128)
+    if ":" not in cid:
+        raise ValidationError("client_order_id", "is not one of this desk's orders")
+    return {"client_order_id": cid, "event": str(payload.get("event") or "update")}
+
+
+@bp.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name=HUB,
+    connection="TRADE_UPDATES_EVENTHUB",
+    cardinality="many",
+)
+@bp.durable_client_input(client_name="client")
+async def trade_updates(
+    events: list[func.EventHubEvent], client: df.DurableOrchestrationClient
+) -> None:
+    svc = services()
+    now = datetime.now(UTC)
+    for event in events:
+        raw = raw_event(event)
+        try:
+            update = order_of(raw.body)
+        except ValidationError as error:
+            service.record(
+                svc,
+                AuditKind.DEAD_LETTER,
+                f"{HUB}:{raw.partition}:{raw.seq}",
+                ts=now,
+                partition=service.DEAD_LETTER_PARTITION,
+                payload={**error.to_dict(), "raw": raw.body[:1024].decode("utf-8", "replace")},
+            )
+            continue
+        instance_id = update["client_order_id"].split(":", 1)[0]
+        try:
+            await client.raise_event(instance_id, ORDER_UPDATE_EVENT, update)
+        except Exception as error:  # not ours, or finished: the books are reconciled anyway
+            log.info("update for %s not delivered: %s", instance_id, error)
