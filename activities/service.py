@@ -93,6 +93,9 @@ def apply_snapshot(svc: Services, snapshot: BrokerOrder, *, ts: datetime) -> lis
         unaudited = []
         for recorded in booked:
             if recorded.execution_id not in current.executions:
+                # A call that died after booking this fill: finish what it began (moving
+                # the position is idempotent by execution id).
+                svc.store.apply_fill_to_position(recorded)
                 current = current.apply_fill(recorded)
                 unaudited.append(recorded)
         fill = fill_from_snapshot(current, snapshot, account=svc.settings.account, ts=ts)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -79,7 +79,7 @@ def doc_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:48]
 
 
-def _faults(error: cosmos_errors.CosmosHttpResponseError) -> Exception:
+def _faults(error: Any) -> Exception:
     """429 and 503 are worth retrying; the rest is final."""
     status = error.status_code
     if status in (408, 429, 449, 503):
@@ -209,12 +209,11 @@ class CosmosStore:
                     [("create", (self._record(record),)), ("create", (marker,))],
                     partition_key=record.partition,
                 )
-            except cosmos_errors.CosmosBatchOperationError:
-                return False
-            except cosmos_errors.CosmosResourceExistsError:
-                return False
-            except cosmos_errors.CosmosHttpResponseError as error:
-                if error.status_code == 409:
+            except (
+                cosmos_errors.CosmosBatchOperationError,
+                cosmos_errors.CosmosHttpResponseError,
+            ) as error:
+                if error.status_code == 409:  # the position, or the event, is taken
                     return False
                 raise _faults(error) from error
         return True
@@ -256,15 +255,17 @@ class CosmosStore:
     # -- fills and positions -----------------------------------------------------------------
 
     @staticmethod
-    def _fill(fill: Fill, item_id: str) -> dict[str, Any]:
+    def _fill(fill: Fill) -> dict[str, Any]:
         return {
-            "id": item_id,
+            "id": doc_id("execution", fill.execution_id),
+            "type": "fill",
             "account": fill.account,
             "execution_id": fill.execution_id,
             "client_order_id": fill.client_order_id,
             "symbol": fill.symbol,
             "ts_filled": ts_str(fill.ts_filled),
             "body": fill.to_dict(),
+            "applied": False,
         }
 
     def _fills(self, rows: Iterable[dict[str, Any]]) -> list[Fill]:
@@ -274,24 +275,44 @@ class CosmosStore:
         return self._record_fill(fill, None)
 
     def _record_fill(self, fill: Fill, booked_before: Decimal | None) -> bool:
-        """True when this call recorded the fill. With ``booked_before`` the id is the
-        order's running total before the fill: one fill per total, whoever books it."""
-        if booked_before is None:
-            item_id = doc_id("execution", fill.execution_id)
-        else:
+        """True when this call recorded the fill; one document per execution, as the
+        SQLite store's key. With ``booked_before``, a marker for the order's running total
+        goes first in the same transactional batch: two different fills cannot both follow
+        one total."""
+        item = self._fill(fill)
+        operations: list[tuple[str, tuple[dict[str, Any]]]] = [("create", (item,))]
+        if booked_before is not None:
             total = format(booked_before.normalize(), "f")
-            item_id = doc_id("order-fill", fill.client_order_id, total)
-        if self._create("fills", self._fill(fill, item_id)):
+            marker = {
+                "id": doc_id("order-fill", fill.client_order_id, total),
+                "type": "total",
+                "account": fill.account,
+                "execution_id": fill.execution_id,
+            }
+            operations.insert(0, ("create", (marker,)))
+        try:
+            self._c["fills"].execute_item_batch(operations, partition_key=fill.account)
+        except (
+            cosmos_errors.CosmosBatchOperationError,
+            cosmos_errors.CosmosHttpResponseError,
+        ) as error:
+            if error.status_code != 409:
+                raise _faults(error) from error
+        else:
             return True
-        existing = self._by_id("fills", "account", fill.account, item_id)
-        if existing is not None and existing["execution_id"] == fill.execution_id:
-            return False  # this very fill, recorded before
-        if booked_before is None:
-            return False
-        raise Conflict(f"order {fill.client_order_id}: another fill was booked at {booked_before}")
+        if booked_before is not None:
+            taken = self._by_id("fills", "account", fill.account, operations[0][1][0]["id"])
+            if taken is not None and taken["execution_id"] != fill.execution_id:
+                raise Conflict(
+                    f"order {fill.client_order_id}: another fill was booked at {booked_before}"
+                )
+        # This very fill, recorded before (its marker too, or only its marker where a batch
+        # is not atomic): make sure its document exists.
+        self._create("fills", item)
+        return False
 
     def fills(self, account: str, *, symbol: str | None = None) -> list[Fill]:
-        sql = "SELECT * FROM c WHERE c.account = @a"
+        sql = "SELECT * FROM c WHERE c.account = @a AND c.type = 'fill'"
         if symbol is not None:
             return self._fills(
                 self._query(
@@ -302,55 +323,63 @@ class CosmosStore:
 
     def fills_for_order(self, client_order_id: str) -> list[Fill]:
         found = self._fills(
-            self._query("fills", "SELECT * FROM c WHERE c.client_order_id = @o", o=client_order_id)
+            self._query(
+                "fills",
+                "SELECT * FROM c WHERE c.type = 'fill' AND c.client_order_id = @o",
+                o=client_order_id,
+            )
         )
         return sorted(found, key=lambda f: (f.ts_filled, f.execution_id))
 
     def apply_fill_to_position(
         self, fill: Fill, *, booked_before: Decimal | None = None
     ) -> Position:
-        """Record the fill, then move its position once: the position remembers the
-        executions it applied, and is replaced only under its ETag."""
-        if booked_before is not None:
-            recorded = self.fills_for_order(fill.client_order_id)
-            booked = sum((f.quantity for f in recorded), Decimal(0))
-            known = {f.execution_id for f in recorded}
-            if fill.execution_id not in known and booked != booked_before:
-                raise Conflict(
-                    f"order {fill.client_order_id}: {booked} booked, not {booked_before}"
-                )
+        """Record the fill, then move its position exactly once. The fill document says
+        when it has been applied; the position remembers the executions it applied lately,
+        which covers a call that died between the two writes. Safe to call again for a fill
+        already recorded: that is how a caller finishes what a failed call began."""
         self._record_fill(fill, booked_before)
         item_id = doc_id("position", fill.account, fill.symbol)
         for _ in range(POSITION_ATTEMPTS):
+            record = self._by_id(
+                "fills", "account", fill.account, doc_id("execution", fill.execution_id)
+            )
             current = self._by_id("positions", "account", fill.account, item_id)
-            if current is None:
-                position = Position(fill.account, fill.symbol)
-                applied: dict[str, str] = {}
-            else:
-                position = Position.from_dict(current["body"])
-                applied = dict(current["applied"])
-            if fill.execution_id in applied:
+            position = (
+                Position(fill.account, fill.symbol)
+                if current is None
+                else Position.from_dict(current["body"])
+            )
+            applied: dict[str, str] = {} if current is None else dict(current["applied"])
+            if record is not None and record.get("applied"):
                 return position
-            after = position.apply(fill)
-            horizon = ts_str(fill.ts_filled - APPLIED_MEMORY)
-            applied = {k: v for k, v in applied.items() if v >= horizon}
-            applied[fill.execution_id] = ts_str(fill.ts_filled)
-            item = {
-                "id": item_id,
-                "account": fill.account,
-                "symbol": fill.symbol,
-                "body": after.to_dict(),
-                "applied": applied,
-            }
-            if current is None:
-                if self._create("positions", item):
-                    return after
-                continue
-            try:
-                self._replace("positions", item, current["_etag"])
-            except Conflict:
-                continue
-            return after
+            if fill.execution_id not in applied:
+                after = position.apply(fill)
+                horizon = ts_str(datetime.now(UTC) - APPLIED_MEMORY)
+                applied = {k: v for k, v in applied.items() if v >= horizon}
+                applied[fill.execution_id] = ts_str(datetime.now(UTC))
+                item = {
+                    "id": item_id,
+                    "account": fill.account,
+                    "symbol": fill.symbol,
+                    "body": after.to_dict(),
+                    "applied": applied,
+                }
+                try:
+                    if current is None:
+                        if not self._create("positions", item):
+                            continue
+                    else:
+                        self._replace("positions", item, current["_etag"])
+                except Conflict:
+                    continue
+                position = after
+            if record is not None:
+                try:
+                    self._replace("fills", {**record, "applied": True}, record["_etag"])
+                except Conflict:
+                    continue
+            return position
         raise RetryableFault(f"position {fill.account}/{fill.symbol}: too many concurrent updates")
 
     def positions(self, account: str) -> list[Position]:

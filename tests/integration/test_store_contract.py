@@ -366,3 +366,24 @@ def test_cosmos_with_data_plane_roles_only_uses_the_containers_as_they_exist() -
     store = CosmosStore(DataPlaneOnly(), "desk")  # type: ignore[arg-type]
     used: dict[str, object] = dict(store._c)
     assert used == {name: f"existing:{name}" for name in CONTAINERS}
+
+
+def test_cosmos_a_fill_recorded_by_a_call_that_died_still_moves_its_position_once(
+    cosmos_endpoint: str, cosmos_database: str
+) -> None:
+    from adapters.cosmos_store import CosmosStore
+
+    store = CosmosStore(cosmos_client(cosmos_endpoint), cosmos_database)
+    fill = make_fill("x-1", 0)
+    # What a call leaves behind when it dies after recording the fill: no position yet.
+    assert store._record_fill(fill, Decimal(0)) is True
+    assert store.positions("acct-1") == []
+    assert store.apply_fill_to_position(fill, booked_before=Decimal(0)).quantity == Decimal(10)
+    assert store.apply_fill_to_position(fill).quantity == Decimal(10)
+    [position] = store.positions("acct-1")
+    assert position.quantity == Decimal(10)
+    assert [f.execution_id for f in store.fills("acct-1")] == ["x-1"]
+    other = make_fill("x-2", 1)
+    with pytest.raises(Conflict):  # a different fill cannot follow the same running total
+        store.apply_fill_to_position(other, booked_before=Decimal(0))
+    store.close()
