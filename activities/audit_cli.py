@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         "--archive", default=None, metavar="DAY", help="also verify that day's archive (ISO date)"
     )
     args = parser.parse_args(argv)
+    if args.head is not None and len(args.partitions) != 1:
+        parser.error("--head belongs to one chain: name exactly one partition")
     settings = Settings.from_environ(os.environ)
     books = build_store(settings)
     broken = 0

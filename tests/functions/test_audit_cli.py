@@ -65,3 +65,8 @@ def test_a_cut_tail_is_caught_with_the_head_kept_elsewhere(
     assert audit_cli.main(["verify", "paper"]) == 0  # a chain alone cannot see the cut
     assert audit_cli.main(["verify", "paper", "--head", head.hash]) == 1
     assert "the chain ends before the recorded head" in capsys.readouterr().out
+
+
+def test_a_head_names_one_chain(books: Path) -> None:
+    with pytest.raises(SystemExit):
+        audit_cli.main(["verify", "--head", "abc"])

@@ -115,3 +115,22 @@ def test_the_verify_command_checks_an_archived_day(
     assert audit_cli.main(["verify", "paper", "--archive", DAY1.isoformat()]) == 0
     assert "paper archive 2026-03-02: verified" in capsys.readouterr().out
     assert audit_cli.main(["verify", "paper", "--archive", "2026-03-05"]) == 1
+
+
+def test_a_run_that_uploaded_but_died_before_noting_it_moves_on_from_the_file(
+    books: SqliteStore, archive: BlobArchive
+) -> None:
+    archive_day(books, archive, "paper", DAY1)
+    books.save(  # the note of that run is lost
+        "archive:paper", {"last_seq": -1, "day": "2026-03-01", "records": 0},
+        expected_version=books.load("archive:paper").version,  # type: ignore[union-attr]
+    )  # fmt: skip
+    audit.append(  # and a record stamped before midnight arrives late
+        books, partition="paper", ts_recorded=datetime(2026, 3, 2, 23, 59, 59, tzinfo=UTC),
+        kind=AuditKind.SIGNAL, event_id="late",
+    )  # fmt: skip
+    again = archive_day(books, archive, "paper", DAY1)
+    assert (again.written, again.records) == (False, 3)
+    second = archive_day(books, archive, "paper", DAY2)
+    assert second.written and second.records == 4  # the late record goes with day 2's slice
+    assert verify_archive(books, archive, "paper", DAY2) is None
