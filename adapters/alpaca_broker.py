@@ -18,12 +18,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import requests
+import requests.adapters
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, QueryOrderStatus
@@ -73,8 +75,22 @@ class RateLimiter:
             time.sleep(max(wait, 0.001))
 
 
+CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC", "ETH")
+
+
 def is_crypto(symbol: str) -> bool:
     return "/" in symbol
+
+
+def desk_symbol(symbol: str, asset_class: str) -> str:
+    """Alpaca names crypto positions without the slash (``BTCUSD``); orders and the books
+    say ``BTC/USD``."""
+    if asset_class != "crypto" or "/" in symbol:
+        return symbol
+    for quote in CRYPTO_QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[: -len(quote)]}/{quote}"
+    return symbol
 
 
 def _status_of(error: APIError) -> int | None:
@@ -115,6 +131,19 @@ def _value(enum_or_text: Any) -> str:
     return str(getattr(enum_or_text, "value", enum_or_text))
 
 
+class _TimeoutAdapter(requests.adapters.HTTPAdapter):
+    """Gives every request a timeout unless it has one."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__()
+        self.timeout_s = timeout_s
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout_s
+        return super().send(request, **kwargs)
+
+
 class AlpacaBroker:
     """Implements ``domain.ports.Broker``; paper trading unless told otherwise."""
 
@@ -124,8 +153,17 @@ class AlpacaBroker:
         *,
         limiter: RateLimiter | None = None,
         last_trade: Callable[[str], Decimal | None] | None = None,
+        page_size: int = 500,
+        timeout_s: float = 10.0,
     ) -> None:
         self._client = client
+        self._page_size = page_size
+        # alpaca-py sets no timeout: a hung connection would hold an activity for ever.
+        session = getattr(client, "_session", None)
+        if session is not None:
+            adapter = _TimeoutAdapter(timeout_s)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
         self._limiter = limiter or RateLimiter()
         self._last_trade = last_trade
 
@@ -235,10 +273,24 @@ class AlpacaBroker:
         return self.get_by_client_order_id(client_order_id)
 
     def open_orders(self) -> list[BrokerOrder]:
-        orders = self._call(
-            lambda: self._client.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
-        )
-        return [self._view(order) for order in orders]
+        """Every open order: Alpaca answers at most ``page_size`` at a time, newest first,
+        so the next page asks for those submitted before the oldest seen."""
+        found: dict[str, BrokerOrder] = {}
+        until: datetime | None = None
+        while True:
+            request = GetOrdersRequest(
+                status=QueryOrderStatus.OPEN, limit=self._page_size, until=until
+            )
+            page = self._call(partial(self._client.get_orders, request))
+            before = len(found)
+            for order in page:
+                view = self._view(order)
+                found.setdefault(view.client_order_id, view)
+            if len(page) < self._page_size or len(found) == before:
+                return list(found.values())
+            # ``until`` is exclusive: reach a moment past the oldest, so orders sharing its
+            # timestamp are not skipped (the ones seen again are known by their id).
+            until = min(order.submitted_at for order in page) + timedelta(microseconds=1)
 
     # -- account and market ------------------------------------------------------------------
 
@@ -249,7 +301,7 @@ class AlpacaBroker:
             quantity = _decimal(position.qty) or Decimal(0)
             if _value(position.side) == "short" and quantity > 0:
                 quantity = -quantity
-            result[position.symbol] = quantity
+            result[desk_symbol(position.symbol, _value(position.asset_class))] = quantity
         return result
 
     def buying_power(self) -> Decimal:

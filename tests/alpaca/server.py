@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -38,6 +38,7 @@ class FakeAlpaca:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     posts: int = 0
     requests: int = 0
+    submitted: datetime = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._count])
@@ -79,7 +80,8 @@ class FakeAlpaca:
             return _error(422, "client_order_id must be unique", 40010001)
         if self.reject:
             return _error(403, self.reject, 40310000)
-        now = datetime.now(UTC).isoformat()
+        self.submitted += timedelta(seconds=1)  # each order a second after the last
+        now = self.submitted.isoformat()
         order = {
             "id": str(uuid.uuid4()),
             "client_order_id": cid,
@@ -114,9 +116,15 @@ class FakeAlpaca:
         return web.json_response(order)
 
     async def list_orders(self, request: web.Request) -> web.Response:
+        """Newest first, at most ``limit`` (Alpaca's default 50), before ``until``."""
         wanted = request.query.get("status", "open")
         orders = [o for o in self.orders.values() if wanted != "open" or o["status"] in OPEN]
-        return web.json_response(orders)
+        until = request.query.get("until")
+        if until:
+            bound = datetime.fromisoformat(until.replace("Z", "+00:00"))
+            orders = [o for o in orders if datetime.fromisoformat(o["submitted_at"]) < bound]
+        orders.sort(key=lambda o: o["submitted_at"], reverse=True)
+        return web.json_response(orders[: int(request.query.get("limit", "50"))])
 
     async def by_client_order_id(self, request: web.Request) -> web.Response:
         found = self._by_cid(request.query.get("client_order_id", ""))

@@ -178,3 +178,23 @@ def test_the_desk_trades_through_alpaca_and_a_lost_answer_makes_no_second_order(
         assert position.quantity == D(10) and position.avg_price == D(100)
     finally:
         desk.close()
+
+
+def test_open_orders_are_all_read_page_by_page() -> None:
+    fake = FakeAlpaca()
+    with BackgroundServer(fake.app()) as server:
+        client = TradingClient("key", "secret", paper=True, url_override=server.url)
+        broker = AlpacaBroker(client, page_size=3)
+        for n in range(8):
+            broker.submit(leg(OrderType.LIMIT, limit_price=D(90)), f"int-p{n}:entry")
+        found = sorted(o.client_order_id for o in broker.open_orders())
+        assert found == sorted(f"int-p{n}:entry" for n in range(8))
+
+
+def test_crypto_positions_keep_the_desks_symbols() -> None:
+    from adapters.alpaca_broker import desk_symbol
+
+    assert desk_symbol("BTCUSD", "crypto") == "BTC/USD"
+    assert desk_symbol("ETHUSDT", "crypto") == "ETH/USDT"
+    assert desk_symbol("BTC/USD", "crypto") == "BTC/USD"
+    assert desk_symbol("AAPL", "us_equity") == "AAPL"
