@@ -79,6 +79,19 @@ def doc_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:48]
 
 
+def _indexed(container: ContainerProxy) -> bool:
+    """Whether the container has every composite index ``INDEXING`` asks for it."""
+    name = container.id
+    wanted = INDEXING.get(name, {}).get("compositeIndexes", [])
+    policy = container.read().get("indexingPolicy") or {}
+
+    def key(index: list[dict[str, str]]) -> tuple[tuple[str, str], ...]:
+        return tuple((part["path"], part.get("order", "ascending")) for part in index)
+
+    have = {key(index) for index in policy.get("compositeIndexes") or []}
+    return all(key(index) in have for index in wanted)
+
+
 def _faults(error: Any) -> Exception:
     """429 and 503 are worth retrying; the rest is final."""
     status = error.status_code
@@ -101,12 +114,13 @@ class CosmosStore:
 
     @staticmethod
     def _containers(client: CosmosClient, database: str) -> dict[str, ContainerProxy]:
-        """Create the database and containers when missing. An identity with data-plane
-        roles only may not create them (403): then they must exist already, and are used
-        as they are."""
+        """Create the database and containers when missing, and give an existing container
+        the indexes its queries need. An identity with data-plane roles only may do neither
+        (403): then they must exist already, indexes included, and a missing index is said
+        at start-up rather than by a failing query later."""
         try:
             db = client.create_database_if_not_exists(database)
-            return {
+            containers = {
                 name: db.create_container_if_not_exists(
                     name,
                     partition_key=PartitionKey(path=path),
@@ -118,7 +132,20 @@ class CosmosStore:
             if error.status_code != 403:
                 raise _faults(error) from error
             existing = client.get_database_client(database)
-            return {name: existing.get_container_client(name) for name in CONTAINERS}
+            containers = {name: existing.get_container_client(name) for name in CONTAINERS}
+            for name in INDEXING:
+                if not _indexed(containers[name]):
+                    raise TerminalError(
+                        f"Cosmos container {name!r} lacks the composite index its queries "
+                        f"need: {INDEXING[name]['compositeIndexes']}"
+                    ) from error
+            return containers
+        for name, policy in INDEXING.items():
+            if not _indexed(containers[name]):
+                db.replace_container(
+                    name, partition_key=PartitionKey(path=CONTAINERS[name]), indexing_policy=policy
+                )
+        return containers
 
     def close(self) -> None:
         self._client.close()

@@ -14,7 +14,7 @@ import pytest
 from adapters.sqlite_store import SqliteStore
 from domain import audit
 from domain.audit import AuditKind
-from domain.errors import Conflict, ValidationError
+from domain.errors import Conflict, TerminalError, ValidationError
 from domain.fills import Fill
 from domain.model import Side
 from domain.orders import Order, OrderStatus
@@ -349,10 +349,22 @@ def test_order_history_pages_an_account_by_creation_time(store: Books) -> None:
 def test_cosmos_with_data_plane_roles_only_uses_the_containers_as_they_exist() -> None:
     from azure.cosmos.exceptions import CosmosHttpResponseError
 
-    from adapters.cosmos_store import CONTAINERS, CosmosStore
+    from adapters.cosmos_store import CONTAINERS, INDEXING, CosmosStore
+
+    class Container:
+        def __init__(self, name: str, indexed: bool) -> None:
+            self.id = name
+            self.indexed = indexed
+
+        def read(self) -> dict[str, object]:
+            policy = INDEXING.get(self.id, {}) if self.indexed else {}
+            return {"id": self.id, "indexingPolicy": policy}
 
     class DataPlaneOnly:
         """A client whose identity may read and write items, not create containers."""
+
+        def __init__(self, indexed: bool) -> None:
+            self.indexed = indexed
 
         def create_database_if_not_exists(self, name: str) -> None:
             raise CosmosHttpResponseError(status_code=403, message="forbidden")  # type: ignore[no-untyped-call]
@@ -360,12 +372,29 @@ def test_cosmos_with_data_plane_roles_only_uses_the_containers_as_they_exist() -
         def get_database_client(self, name: str) -> DataPlaneOnly:
             return self
 
-        def get_container_client(self, name: str) -> str:
-            return f"existing:{name}"
+        def get_container_client(self, name: str) -> Container:
+            return Container(name, self.indexed)
 
-    store = CosmosStore(DataPlaneOnly(), "desk")  # type: ignore[arg-type]
-    used: dict[str, object] = dict(store._c)
-    assert used == {name: f"existing:{name}" for name in CONTAINERS}
+    store = CosmosStore(DataPlaneOnly(indexed=True), "desk")  # type: ignore[arg-type]
+    assert sorted(store._c) == sorted(CONTAINERS)
+    with pytest.raises(TerminalError, match="composite index"):
+        CosmosStore(DataPlaneOnly(indexed=False), "desk")  # type: ignore[arg-type]
+
+
+def test_cosmos_gives_an_existing_container_the_index_its_queries_need(
+    cosmos_endpoint: str, cosmos_database: str
+) -> None:
+    from azure.cosmos import PartitionKey
+
+    from adapters.cosmos_store import CosmosStore, _indexed
+
+    client = cosmos_client(cosmos_endpoint)
+    db = client.create_database_if_not_exists(cosmos_database)
+    plain = db.create_container_if_not_exists("orders", partition_key=PartitionKey("/intent_id"))
+    assert not _indexed(plain)  # made before the index existed
+    store = CosmosStore(client, cosmos_database)
+    assert _indexed(db.get_container_client("orders"))
+    store.close()
 
 
 def test_cosmos_a_fill_recorded_by_a_call_that_died_still_moves_its_position_once(
