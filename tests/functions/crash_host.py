@@ -35,6 +35,8 @@ def main(store: str, effects: str, count: int) -> int:
             if len(statuses) == 2 * count and all(s.runtime_status.is_terminal for s in statuses):
                 failed = [s for s in statuses if s.runtime_status is not RuntimeStatus.COMPLETED]
                 print(f"finished; not completed: {[s.instance_id for s in failed]}", flush=True)
+                for status in failed:  # why, so that a rare failure can be diagnosed
+                    print(f"{status.instance_id}: {status.runtime_status} {status.output!r}")
                 return 0 if not failed else 1
             time.sleep(0.02)
     print("timed out", flush=True)
