@@ -13,7 +13,7 @@ RUN_DIR := .desk/run
 RUN_EVENTS ?= 30000
 ARGS ?=
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-bridge.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

@@ -70,11 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--feed",
         default="none",
-        help="Event Hub source: 'none', 'synthetic', or 'file:PATH' (.jsonl or .csv)",
+        help="Event Hub source: 'none', 'synthetic', 'file:PATH' (.jsonl or .csv), or 'alpaca' "
+        "(the feed bridge on Alpaca's live streams: needs ALPACA_KEY_ID and ALPACA_SECRET_KEY)",
     )
     start.add_argument("--hub", default="ticks", help="the Event Hub the feed publishes to")
     start.add_argument(
-        "--symbols", default="AAPL,MSFT,NVDA,SPY", help="synthetic feed: comma-separated symbols"
+        "--symbols",
+        default="AAPL,MSFT,NVDA,SPY",
+        help="synthetic and alpaca feeds: comma-separated symbols",
     )
     start.add_argument("--seed", type=int, default=1, help="synthetic feed: random seed")
     start.add_argument(
@@ -140,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_source(args: argparse.Namespace) -> EventSource | None:
     feed: str = args.feed
-    if feed == "none":
+    if feed in ("none", "alpaca"):
         return None
     if feed == "synthetic":
         symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
@@ -159,7 +162,29 @@ def make_source(args: argparse.Namespace) -> EventSource | None:
         if not path.is_file():
             raise SystemExit(f"--feed: no such file: {path}")
         return FileReplay(path)
-    raise SystemExit(f"--feed: expected none, synthetic or file:PATH, got {feed!r}")
+    raise SystemExit(f"--feed: expected none, synthetic, file:PATH or alpaca, got {feed!r}")
+
+
+def start_live_feed(
+    args: argparse.Namespace, host: DevHost, stop: asyncio.Event
+) -> asyncio.Task[int] | None:
+    """With ``--feed alpaca``: the feed bridge, publishing into the host's event log."""
+    if args.feed != "alpaca":
+        return None
+    from adapters.feed_bridge.bridge import BridgeSettings, FeedBridge
+    from devhost.live_feed import EventLogProducer
+    from domain.errors import ValidationError
+
+    try:
+        settings = BridgeSettings.from_environ(os.environ, symbols=args.symbols)
+    except ValidationError as error:
+        raise SystemExit(f"--feed alpaca: {error.field}: {error.reason}") from None
+    bridge = FeedBridge(settings, EventLogProducer(host.event_log))
+
+    async def run() -> int:
+        return int(await bridge.run(stop))
+
+    return asyncio.get_running_loop().create_task(run())
 
 
 async def serve(args: argparse.Namespace, state_dir: Path) -> int:
@@ -201,6 +226,8 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
     await web.TCPSite(runner, args.host, args.port).start()
     engine.start()
     host.start_background_loops()
+    live_feed_stop = asyncio.Event()
+    live_feed = start_live_feed(args, host, live_feed_stop)
     print(banner(host, base_url), flush=True)
 
     stop = asyncio.Event()
@@ -213,7 +240,7 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
         helpers.append(loop.create_task(fire_timers_every(host, args.timers_every, stop)))
     status = 0
     if args.session:
-        finished = await run_session(host, engine, stop, args.drain_timeout)
+        finished = await run_session(host, engine, stop, args.drain_timeout, live_feed)
         status = 0 if finished else 1
         if args.report:
             module, _, attribute = args.report.partition(":")
@@ -228,6 +255,9 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
         helper.cancel()
     await asyncio.gather(*helpers, return_exceptions=True)
     log.info("stopping")
+    if live_feed is not None:  # before the host closes the event log it publishes to
+        live_feed_stop.set()
+        status = status or await live_feed
     await host.stop()
     await runner.cleanup()
     engine.close()
@@ -258,10 +288,15 @@ def _progress(host: DevHost, engine: DurableEngine, started: float) -> tuple[str
 
 
 async def run_session(
-    host: DevHost, engine: DurableEngine, stop: asyncio.Event, drain_timeout: float
+    host: DevHost,
+    engine: DurableEngine,
+    stop: asyncio.Event,
+    drain_timeout: float,
+    live_feed: asyncio.Task[int] | None = None,
 ) -> bool:
     """Show progress until the feeds are consumed and no orchestration runs; False if the
-    drain timed out or the run was interrupted."""
+    drain timed out or the run was interrupted. A live feed never runs dry: the session then
+    lasts until it is interrupted, or the feed stops by itself (a failure)."""
     started = time.monotonic()
     drained_at: float | None = None
     live = sys.stderr.isatty()
@@ -275,10 +310,13 @@ async def run_session(
             print(line, file=sys.stderr, flush=True)
             last_print = now
         failed = host.failed_feeds
+        if live_feed is not None and live_feed.done():
+            print(f"\nthe live feed stopped (exit status {live_feed.result()})", file=sys.stderr)
+            return False
         if failed:
             print(f"\nthe feed failed: {failed[0]!r}", file=sys.stderr)
             return False
-        if host.feeds_finished and lag == 0:
+        if live_feed is None and host.feeds_finished and lag == 0:
             drained_at = drained_at or now
             if running == 0:
                 break

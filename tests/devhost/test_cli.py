@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ import requests
 from devhost.cli import DURABLE_STORE, EVENT_LOG, main
 from devhost.durable import DurableEngine, VirtualClock
 from devhost.eventhub import EventLog
+from devhost.server import BackgroundServer
+from tests.alpaca.streams import FakeAlpacaStreams, trade
 from tests.functions import conformance_app
 
 T0_ISO = "2026-03-02T15:00:00+00:00"
@@ -179,3 +182,99 @@ def test_a_session_that_cannot_drain_exits_with_a_failure(tmp_path: Path) -> Non
     code, out = run_session(tmp_path, [strategy], "--drain-timeout", "2")
     assert code == 1
     assert "session report" in out  # the report still shows what happened
+
+
+@pytest.fixture
+def alpaca_streams() -> Iterator[tuple[FakeAlpacaStreams, str]]:
+    fake = FakeAlpacaStreams()
+    with BackgroundServer(fake.app()) as server:
+        yield fake, server.url.replace("http://", "ws://")
+
+
+def live_feed_env(tmp_path: Path, ws_url: str, key: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRADING_BOOKS_PATH": str(tmp_path / "books.sqlite"),
+        "ALPACA_KEY_ID": key,
+        "ALPACA_SECRET_KEY": "secret",
+        "FEED_STOCK_URL": f"{ws_url}/v2/iex",
+        "FEED_TRADING_URL": f"{ws_url}/stream",
+        "FEED_RECONNECT_MIN_S": "0.05",
+    }
+
+
+def devhost_start(tmp_path: Path, port: int, *extra: str) -> list[str]:
+    root = Path(__file__).resolve().parents[2]
+    return [
+        sys.executable, "-m", "devhost", "--root", str(root), "--state-dir",
+        str(tmp_path / "state"), "start", "--port", str(port), "--feed", "alpaca",
+        "--symbols", "AAPL", "--log-level", "ERROR", "--no-timers", *extra,
+    ]  # fmt: skip
+
+
+def test_the_alpaca_feed_streams_prints_into_the_ticks_trigger(
+    tmp_path: Path, alpaca_streams: tuple[FakeAlpacaStreams, str]
+) -> None:
+    fake, url = alpaca_streams
+    start = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    fake.market_scripts = [
+        [[trade("AAPL", 100.0 + i, 1, start + timedelta(seconds=i), i)] for i in range(3)]
+    ]
+    port = free_port()
+    process = subprocess.Popen(
+        devhost_start(tmp_path, port),
+        cwd=Path(__file__).resolve().parents[2],
+        env=live_feed_env(tmp_path, url, "key"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        ticks = 0
+        while time.monotonic() < deadline and process.poll() is None and ticks < 3:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json()
+                ticks = health["checks"].get("ingest", {}).get("ticks", 0)
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        assert ticks == 3, process.communicate(timeout=5) if process.poll() is not None else ticks
+        assert fake.listens == 1  # trade updates are listened to as well
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_a_session_on_the_alpaca_feed_fails_when_the_login_is_refused(
+    tmp_path: Path, alpaca_streams: tuple[FakeAlpacaStreams, str]
+) -> None:
+    _fake, url = alpaca_streams
+    done = subprocess.run(
+        devhost_start(tmp_path, free_port(), "--session"),
+        cwd=Path(__file__).resolve().parents[2],
+        env=live_feed_env(tmp_path, url, "wrong"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "the live feed stopped (exit status 3)" in done.stderr
+
+
+def test_the_alpaca_feed_without_keys_says_what_is_missing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALPACA_")}
+    done = subprocess.run(
+        devhost_start(tmp_path, free_port()),
+        cwd=Path(__file__).resolve().parents[2],
+        env={**env, "TRADING_BOOKS_PATH": str(tmp_path / "books.sqlite")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "--feed alpaca: ALPACA_KEY_ID" in done.stderr

@@ -1,0 +1,206 @@
+"""Size-bounded batches to Event Hubs, one partition key per batch, in arrival order.
+
+Events wait at most ``linger_s`` (a few milliseconds: ticks are latency-sensitive) and are
+then packed into ``EventDataBatch`` objects of at most ``max_bytes`` each, grouped by hub and
+partition key. The SDK's own batch does the size accounting, so what is sent is exactly what
+fits. Batches go to a ``Producer``: the Event Hubs client in production, the local event log
+under devhost, a list in tests. A send that fails after the client's own retries is retried
+with backoff, the batch kept at the head of the queue so per-key order holds; while the hub is
+unreachable the queue is bounded, and what overflows is counted and logged, never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from azure.eventhub import EventData, EventDataBatch
+
+if TYPE_CHECKING:
+    from azure.eventhub.aio import EventHubProducerClient
+
+log = logging.getLogger("desk.feed_bridge")
+
+DEFAULT_MAX_BYTES = 256 * 1024  # every Event Hubs tier takes this much in one send
+DEFAULT_LINGER_S = 0.02
+DEFAULT_MAX_QUEUED = 200_000
+
+
+@dataclass
+class EventBatch:
+    """One send: the bodies (readable) and the SDK batch built from them."""
+
+    hub: str
+    partition_key: str | None
+    bodies: list[bytes]
+    sdk_batch: EventDataBatch
+
+    @property
+    def size_in_bytes(self) -> int:
+        return int(self.sdk_batch.size_in_bytes)
+
+
+class Producer(Protocol):
+    async def send(self, batch: EventBatch) -> None:
+        """Deliver one batch or raise."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EventHubProducers:
+    """``Producer`` over one ``EventHubProducerClient`` per hub."""
+
+    def __init__(self, clients: Mapping[str, EventHubProducerClient]) -> None:
+        self._clients = dict(clients)
+
+    async def send(self, batch: EventBatch) -> None:
+        await self._clients[batch.hub].send_batch(batch.sdk_batch)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+
+def pack(
+    hub: str, partition_key: str | None, bodies: list[bytes], max_bytes: int
+) -> tuple[list[EventBatch], list[bytes]]:
+    """``bodies`` in order as batches of at most ``max_bytes``; also the bodies too large to
+    travel even alone (set aside without closing the batch being filled)."""
+
+    def fresh() -> EventBatch:
+        sdk = EventDataBatch(max_size_in_bytes=max_bytes, partition_key=partition_key)
+        return EventBatch(hub, partition_key, [], sdk)
+
+    batches: list[EventBatch] = []
+    too_large: list[bytes] = []
+    current = fresh()
+    for body in bodies:
+        try:
+            current.sdk_batch.add(EventData(body))
+        except ValueError:
+            alone = fresh()
+            try:
+                alone.sdk_batch.add(EventData(body))
+            except ValueError:
+                too_large.append(body)
+                continue
+            if current.bodies:
+                batches.append(current)
+            current = alone
+        current.bodies.append(body)
+    if current.bodies:
+        batches.append(current)
+    return batches, too_large
+
+
+@dataclass
+class PublisherStats:
+    queued: int = 0
+    published: int = 0
+    batches: int = 0
+    send_failures: int = 0
+    too_large: int = 0
+    overflowed: int = 0
+
+
+@dataclass
+class BatchingPublisher:
+    producer: Producer
+    max_bytes: int = DEFAULT_MAX_BYTES
+    linger_s: float = DEFAULT_LINGER_S
+    max_queued: int = DEFAULT_MAX_QUEUED
+    retry_min_s: float = 0.5
+    retry_max_s: float = 30.0
+    drain_timeout_s: float = 10.0
+    sleep: Callable[[float], object] = field(default=asyncio.sleep, repr=False)
+    stats: PublisherStats = field(default_factory=PublisherStats)
+    # (hub, key) -> bodies not yet packed, in arrival order; then batches not yet sent.
+    _waiting: OrderedDict[tuple[str, str | None], list[bytes]] = field(
+        default_factory=OrderedDict, repr=False
+    )
+    _unsent: deque[EventBatch] = field(default_factory=deque, repr=False)
+    _queued_now: int = 0
+
+    def add(self, hub: str, partition_key: str | None, body: bytes) -> None:
+        if self._queued_now >= self.max_queued:
+            self.stats.overflowed += 1
+            if self.stats.overflowed == 1 or self.stats.overflowed % 10_000 == 0:
+                log.error(
+                    "the hubs are not taking events: %d dropped so far (queue bound %d)",
+                    self.stats.overflowed,
+                    self.max_queued,
+                )
+            return
+        self._waiting.setdefault((hub, partition_key), []).append(body)
+        self._queued_now += 1
+        self.stats.queued += 1
+
+    @property
+    def pending(self) -> int:
+        return self._queued_now
+
+    def _pack_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, OrderedDict()
+        for (hub, key), bodies in waiting.items():
+            batches, too_large = pack(hub, key, bodies, self.max_bytes)
+            self._unsent.extend(batches)
+            if too_large:
+                self.stats.too_large += len(too_large)
+                self._queued_now -= len(too_large)
+                log.error(
+                    "%d events for %s over %d bytes each: not sent",
+                    len(too_large),
+                    hub,
+                    self.max_bytes,
+                )
+
+    async def flush(self, stop: asyncio.Event | None = None) -> None:
+        """Send everything queued; retries a failing send until it goes through, or until
+        ``stop`` is set."""
+        self._pack_waiting()
+        failures = 0
+        while self._unsent:
+            batch = self._unsent[0]
+            try:
+                await self.producer.send(batch)
+            except Exception as error:  # the client retried already; keep the batch, wait
+                failures += 1
+                self.stats.send_failures += 1
+                delay = min(self.retry_max_s, self.retry_min_s * 2 ** (failures - 1))
+                delay = delay / 2 + random.uniform(0, delay / 2)
+                log.warning("send to %s failed (%s); retrying in %.1fs", batch.hub, error, delay)
+                if stop is not None and stop.is_set():
+                    return
+                await self._pause(delay)
+                self._pack_waiting()  # what came meanwhile queues behind, in order
+                continue
+            failures = 0
+            self._unsent.popleft()
+            self._queued_now -= len(batch.bodies)
+            self.stats.published += len(batch.bodies)
+            self.stats.batches += 1
+
+    async def _pause(self, seconds: float) -> None:
+        result = self.sleep(seconds)
+        if asyncio.iscoroutine(result):
+            await result
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Flush every ``linger_s`` until ``stop``; then a last flush, given at most
+        ``drain_timeout_s`` when the hub is not taking events."""
+        while not stop.is_set():
+            if self._queued_now:
+                await self.flush(stop)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.linger_s)
+        try:
+            await asyncio.wait_for(self.flush(), timeout=self.drain_timeout_s)
+        except TimeoutError:
+            log.error("stopped with %d events not delivered", self._queued_now)
