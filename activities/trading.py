@@ -54,7 +54,7 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
     ts = parse_ts(require(payload, "ts"), "ts")
     take_profit = OrderLeg.from_dict(require(payload, "take_profit"))
     stop_loss = OrderLeg.from_dict(require(payload, "stop_loss"))
-    native = svc.broker.supports_oco
+    native = svc.broker.supports_oco(take_profit, stop_loss)
     halt = service.halted(svc)
     if halt is not None:
         # The flatten that came with the halt closes the position: exits would only

@@ -8,12 +8,16 @@ client order id before anything else is concluded. Errors map to the domain's tr
 message. A client-side limiter keeps the account under its 200 requests a minute across
 threads.
 
-Crypto takes simple orders only (no trailing stops, no OCO): the adapter refuses those up
-front instead of letting the API reject them.
+A bracket's exits go to Alpaca as one OCO order (equities): Alpaca names only its parent,
+the take-profit, with the desk's client order id, and gives the stop-loss leg an id of its
+own; the adapter finds that leg through its parent, so both are looked up, followed and
+cancelled by the desk's ids. Crypto takes simple orders only (no trailing stops, no OCO):
+the adapter says so up front instead of letting the API reject them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -28,27 +32,44 @@ import requests
 import requests.adapters
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, QueryOrderStatus
+from alpaca.trading.enums import OrderClass, OrderSide, QueryOrderStatus
 from alpaca.trading.enums import TimeInForce as AlpacaTimeInForce
 from alpaca.trading.requests import (
     GetCalendarRequest,
+    GetOrderByIdRequest,
     GetOrdersRequest,
     LimitOrderRequest,
     MarketOrderRequest,
     OrderRequest,
+    ReplaceOrderRequest,
     StopLimitOrderRequest,
+    StopLossRequest,
     StopOrderRequest,
+    TakeProfitRequest,
     TrailingStopOrderRequest,
 )
 
 from domain.errors import RetryableFault, TerminalError, ValidationError
-from domain.execution import BrokerOrder
+from domain.execution import BrokerOrder, oco_stop_loss_id, oco_take_profit_id
 from domain.model import OrderType, Side
 from domain.orders import OrderLeg
 from domain.ports import MarketClock
 from domain.serde import parse_decimal
 
 DUPLICATE_CLIENT_ORDER_ID = "client_order_id must be unique"
+OPEN_STATUSES = frozenset(
+    {
+        "new",
+        "accepted",
+        "pending_new",
+        "partially_filled",
+        "held",
+        "accepted_for_bidding",
+        "pending_replace",
+        "pending_cancel",
+        "calculated",
+    }
+)
 REQUESTS_PER_MINUTE = 200
 
 
@@ -173,11 +194,14 @@ class AlpacaBroker:
     ) -> AlpacaBroker:
         return cls(TradingClient(key_id, secret, paper=paper, url_override=url_override))
 
-    @property
-    def supports_oco(self) -> bool:
-        # Alpaca's OCO names only its parent with our client order id; the orchestration
-        # links the two exits itself, with both ids its own.
-        return False
+    def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
+        """Alpaca links a limit take-profit with a stop or stop-limit stop-loss, for
+        equities; a trailing stop-loss or a crypto pair is linked by the orchestration."""
+        return (
+            not is_crypto(take_profit.symbol)
+            and take_profit.order_type is OrderType.LIMIT
+            and stop_loss.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+        )
 
     def _call(self, call: Callable[[], Any]) -> Any:
         """One API call under the rate limit; alpaca-py answers models (``raw_data`` off)."""
@@ -232,33 +256,135 @@ class AlpacaBroker:
             trail["trail_price"] = float(leg.trail_price)
         return TrailingStopOrderRequest(**common, **trail)
 
-    def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
-        request = self._request(leg, client_order_id)
+    def _send(self, request: OrderRequest, client_order_id: str) -> Any:
+        """Submit once, idempotently: after a fault that may hide a taken order, the order
+        is looked up by its client order id before anything is concluded."""
         try:
-            order = self._call(lambda: self._client.submit_order(request))
+            return self._call(lambda: self._client.submit_order(request))
         except (RetryableFault, TerminalError) as fault:
             duplicate = DUPLICATE_CLIENT_ORDER_ID in str(fault)
             if isinstance(fault, TerminalError) and not duplicate:
                 raise  # a rejection: final, with Alpaca's reason
             # Sent before, or maybe taken before the answer was lost: ask, do not resend.
-            found = self.get_by_client_order_id(client_order_id)
+            found = self._find(client_order_id)
             if found is not None:
                 return found
             raise RetryableFault(f"order {client_order_id}: {fault}") from fault
-        return self._view(order)
+
+    def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
+        return self._view(self._send(self._request(leg, client_order_id), client_order_id))
 
     def submit_oco(
         self, take_profit: OrderLeg, stop_loss: OrderLeg, client_order_ids: tuple[str, str]
     ) -> tuple[BrokerOrder, BrokerOrder]:
-        raise ValidationError("order_class", "exits are linked by the orchestration")
+        tp_id, sl_id = client_order_ids
+        if not self.supports_oco(take_profit, stop_loss):
+            raise ValidationError(
+                "order_class",
+                "Alpaca links a limit take-profit and a stop or stop-limit stop-loss, "
+                "for equities only",
+            )
+        if oco_stop_loss_id(tp_id) != sl_id:
+            raise ValidationError("client_order_id", f"{sl_id} is not the stop-loss of {tp_id}")
+        if (take_profit.symbol, take_profit.side, take_profit.quantity) != (
+            stop_loss.symbol,
+            stop_loss.side,
+            stop_loss.quantity,
+        ):
+            raise ValidationError("stop_loss", "an OCO's legs share symbol, side and quantity")
+        request = LimitOrderRequest(
+            symbol=take_profit.symbol,
+            qty=float(take_profit.quantity),
+            side=OrderSide.BUY if take_profit.side is Side.BUY else OrderSide.SELL,
+            time_in_force=AlpacaTimeInForce(take_profit.time_in_force.value),
+            client_order_id=tp_id,
+            order_class=OrderClass.OCO,
+            take_profit=TakeProfitRequest(limit_price=float(take_profit.limit_price or 0)),
+            stop_loss=StopLossRequest(
+                stop_price=float(stop_loss.stop_price or 0),
+                limit_price=None if stop_loss.limit_price is None else float(stop_loss.limit_price),
+            ),
+        )
+        parent = self._send(request, tp_id)
+        stop = self._stop_leg(parent, sl_id)
+        if stop is None:
+            raise RetryableFault(f"OCO {tp_id}: Alpaca answered without its stop-loss leg")
+        return self._view(parent), stop
 
-    def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
+    def _find(self, client_order_id: str) -> Any:
+        """Alpaca's order with this client order id (its legs included), or None."""
         try:
-            order = self._call(lambda: self._client.get_order_by_client_id(client_order_id))
+            return self._call(lambda: self._client.get_order_by_client_id(client_order_id))
         except TerminalError as fault:
             if " 404:" in str(fault):
                 return None
             raise
+
+    def _stop_leg(self, parent: Any, stop_loss_id: str) -> BrokerOrder | None:
+        """The stop-loss leg of an OCO parent, under the desk's id for it."""
+        legs = parent.legs
+        if not legs and _value(parent.order_class) == OrderClass.OCO.value:
+            nested = GetOrderByIdRequest(nested=True)
+            parent = self._call(lambda: self._client.get_order_by_id(parent.id, nested))
+            legs = parent.legs
+        stops = [leg for leg in legs or () if _value(leg.type) in ("stop", "stop_limit")]
+        if not stops:
+            return None
+        return dataclasses.replace(self._view(stops[0]), client_order_id=stop_loss_id)
+
+    def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
+        parent_id = oco_take_profit_id(client_order_id)
+        if parent_id is not None:
+            parent = self._find(parent_id)
+            if parent is not None and _value(parent.order_class) == OrderClass.OCO.value:
+                return self._stop_leg(parent, client_order_id)
+        order = self._find(client_order_id)
+        return None if order is None else self._view(order)
+
+    def get_by_id(self, broker_order_id: str) -> BrokerOrder | None:
+        """By Alpaca's own order id (an OCO leg keeps Alpaca's client order id here)."""
+        try:
+            order = self._call(lambda: self._client.get_order_by_id(broker_order_id))
+        except TerminalError as fault:
+            if " 404:" in str(fault):
+                return None
+            raise
+        return self._view(order)
+
+    def replace(
+        self,
+        client_order_id: str,
+        new_client_order_id: str,
+        *,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> BrokerOrder:
+        """Amend an open order. Alpaca answers with a new order (the old one becomes
+        ``replaced``), under ``new_client_order_id``; a resend after a lost answer finds it
+        by that id instead of amending twice."""
+        if quantity is None and limit_price is None and stop_price is None:
+            raise ValidationError("replace", "give a new quantity, limit price or stop price")
+        already = self._find(new_client_order_id)
+        if already is not None:
+            return self._view(already)
+        found = self.get_by_client_order_id(client_order_id)
+        if found is None:
+            raise TerminalError(f"Alpaca 404: no order {client_order_id}")
+        request = ReplaceOrderRequest(
+            qty=None if quantity is None else int(quantity),
+            limit_price=None if limit_price is None else float(limit_price),
+            stop_price=None if stop_price is None else float(stop_price),
+            client_order_id=new_client_order_id,
+        )
+        try:
+            order = self._call(
+                lambda: self._client.replace_order_by_id(found.broker_order_id, request)
+            )
+        except RetryableFault:
+            order = self._find(new_client_order_id)
+            if order is None:
+                raise
         return self._view(order)
 
     def cancel(self, client_order_id: str) -> BrokerOrder | None:
@@ -279,18 +405,30 @@ class AlpacaBroker:
         until: datetime | None = None
         while True:
             request = GetOrdersRequest(
-                status=QueryOrderStatus.OPEN, limit=self._page_size, until=until
+                status=QueryOrderStatus.OPEN, limit=self._page_size, until=until, nested=True
             )
             page = self._call(partial(self._client.get_orders, request))
             before = len(found)
             for order in page:
-                view = self._view(order)
-                found.setdefault(view.client_order_id, view)
+                for view in self._with_legs(order):
+                    found.setdefault(view.client_order_id, view)
             if len(page) < self._page_size or len(found) == before:
                 return list(found.values())
             # ``until`` is exclusive: reach a moment past the oldest, so orders sharing its
             # timestamp are not skipped (the ones seen again are known by their id).
             until = min(order.submitted_at for order in page) + timedelta(microseconds=1)
+
+    def _with_legs(self, order: Any) -> list[BrokerOrder]:
+        """An order and its open legs, OCO stop-losses under the desk's ids."""
+        views = [self._view(order)]
+        stop_loss_id = oco_stop_loss_id(str(order.client_order_id))
+        for leg in order.legs or ():
+            view = self._view(leg)
+            if stop_loss_id is not None and _value(leg.type) in ("stop", "stop_limit"):
+                view = dataclasses.replace(view, client_order_id=stop_loss_id)
+            if view.status in OPEN_STATUSES:
+                views.append(view)
+        return views
 
     # -- account and market ------------------------------------------------------------------
 

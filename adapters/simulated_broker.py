@@ -134,8 +134,7 @@ class SimulatedBroker:
 
     # -- market data ---------------------------------------------------------------------
 
-    @property
-    def supports_oco(self) -> bool:
+    def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
         return self.config.supports_oco
 
     def on_trade(self, symbol: str, price: Decimal, ts: datetime) -> list[BrokerOrder]:

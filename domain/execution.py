@@ -324,6 +324,9 @@ class LegRequest:
         )
 
 
+TAKE_PROFIT, STOP_LOSS = "tp", "sl"
+
+
 def exit_legs(intent: OrderIntent, filled: Decimal) -> tuple[OrderLeg, OrderLeg]:
     """A bracket's take-profit and stop-loss, sized to what the entry actually filled."""
     if intent.kind is not PlanKind.BRACKET:
@@ -331,9 +334,22 @@ def exit_legs(intent: OrderIntent, filled: Decimal) -> tuple[OrderLeg, OrderLeg]
     if filled <= 0:
         raise ValidationError("filled", "exits protect a filled quantity")
     return (
-        replace(intent.leg("tp"), quantity=filled),
-        replace(intent.leg("sl"), quantity=filled),
+        replace(intent.leg(TAKE_PROFIT), quantity=filled),
+        replace(intent.leg(STOP_LOSS), quantity=filled),
     )
+
+
+def oco_stop_loss_id(take_profit_id: str) -> str | None:
+    """The stop-loss client order id paired with a take-profit's in an OCO, for brokers that
+    let only the parent (the take-profit) carry the desk's id."""
+    intent_id, _, leg = take_profit_id.rpartition(":")
+    return f"{intent_id}:{STOP_LOSS}" if intent_id and leg == TAKE_PROFIT else None
+
+
+def oco_take_profit_id(stop_loss_id: str) -> str | None:
+    """The inverse of ``oco_stop_loss_id``."""
+    intent_id, _, leg = stop_loss_id.rpartition(":")
+    return f"{intent_id}:{TAKE_PROFIT}" if intent_id and leg == STOP_LOSS else None
 
 
 def unwind_leg(leg: OrderLeg, filled: Decimal) -> OrderLeg:

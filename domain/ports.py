@@ -201,9 +201,8 @@ class Broker(Protocol):
     adapters raise ``RetryableFault`` for what is worth retrying and ``TerminalError`` for
     the rest."""
 
-    @property
-    def supports_oco(self) -> bool:
-        """True when the broker links a take-profit and a stop-loss natively (OCO)."""
+    def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
+        """True when the broker can link these two exits natively (OCO)."""
         ...
 
     def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder: ...
@@ -212,7 +211,9 @@ class Broker(Protocol):
         self, take_profit: OrderLeg, stop_loss: OrderLeg, client_order_ids: tuple[str, str]
     ) -> tuple[BrokerOrder, BrokerOrder]:
         """Both exits as one-cancels-other: when one fills the broker cancels the other.
-        Idempotent by the take-profit's client order id."""
+        Idempotent by the take-profit's client order id. Each leg is then found by its own
+        client order id, even at a broker that names only the parent: the stop-loss's is
+        derived from the take-profit's (``domain.execution.oco_stop_loss_id``)."""
         ...
 
     def cancel(self, client_order_id: str) -> BrokerOrder | None: ...

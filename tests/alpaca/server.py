@@ -1,6 +1,7 @@
 """A local server that speaks Alpaca's trading REST protocol, enough for the broker
-adapter: orders (with Alpaca's 422 for a client order id already taken), positions, the
-account, clock and calendar. ``faults`` script failures of order submissions."""
+adapter: orders (with Alpaca's 422 for a client order id already taken), OCO orders (the
+parent carries the client's id, the stop-loss leg one of Alpaca's own), replacing, positions,
+the account, clock and calendar. ``faults`` script failures of order submissions."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ class FakeAlpaca:
     fill: bool = True
     reject: str | None = None
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parents: dict[str, str] = field(default_factory=dict)  # leg id -> parent id
     posts: int = 0
+    patches: int = 0
     requests: int = 0
     submitted: datetime = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
@@ -47,6 +50,8 @@ class FakeAlpaca:
                 web.post("/v2/orders", self.submit),
                 web.get("/v2/orders", self.list_orders),
                 web.get("/v2/orders:by_client_order_id", self.by_client_order_id),
+                web.get("/v2/orders/{id}", self.by_id),
+                web.patch("/v2/orders/{id}", self.replace),
                 web.delete("/v2/orders/{id}", self.cancel),
                 web.get("/v2/positions", self.positions),
                 web.get("/v2/account", self.account),
@@ -111,14 +116,58 @@ class FakeAlpaca:
                 status="filled", filled_qty=str(body["qty"]), filled_avg_price=str(self.price)
             )
         self.orders[order["id"]] = order
+        if order["order_class"] == "oco":
+            self._oco_leg(order, body)
         if fault in ("504-after", "500-after"):
             return _error(int(fault.split("-")[0]), "the gateway timed out")
         return web.json_response(order)
 
+    def _oco_leg(self, parent: dict[str, Any], body: dict[str, Any]) -> None:
+        """The parent is the take-profit limit; the stop-loss becomes a leg with an id and a
+        client order id of Alpaca's own."""
+        take_profit, stop_loss = body["take_profit"], body["stop_loss"]
+        parent["limit_price"] = _text(take_profit["limit_price"])
+        kind = "stop_limit" if stop_loss.get("limit_price") is not None else "stop"
+        leg = {
+            **parent,
+            "id": str(uuid.uuid4()),
+            "client_order_id": str(uuid.uuid4()),
+            "order_type": kind,
+            "type": kind,
+            "stop_price": _text(stop_loss["stop_price"]),
+            "limit_price": _text(stop_loss.get("limit_price")),
+        }
+        parent["legs"] = [leg]
+        self.orders[leg["id"]] = leg
+        self.parents[leg["id"]] = parent["id"]
+
+    def _group(self, order: dict[str, Any]) -> list[dict[str, Any]]:
+        """An order with the other orders of its OCO, if any."""
+        parent = self.orders[self.parents.get(order["id"], order["id"])]
+        return [parent, *(parent.get("legs") or [])]
+
+    def fill_order(self, order_id: str, price: Decimal) -> None:
+        """The market reaches an order: it fills, and the rest of its OCO is cancelled."""
+        for order in self._group(self.orders[order_id]):
+            if order["id"] == order_id:
+                order.update(status="filled", filled_qty=order["qty"], filled_avg_price=str(price))
+            elif order["status"] in OPEN:
+                order["status"] = "canceled"
+
+    def _shown(self, order: dict[str, Any], nested: bool) -> dict[str, Any]:
+        return order if nested else {**order, "legs": None}
+
     async def list_orders(self, request: web.Request) -> web.Response:
-        """Newest first, at most ``limit`` (Alpaca's default 50), before ``until``."""
+        """Newest first, at most ``limit`` (Alpaca's default 50), before ``until``; with
+        ``nested``, OCO legs under their parent instead of beside it."""
         wanted = request.query.get("status", "open")
-        orders = [o for o in self.orders.values() if wanted != "open" or o["status"] in OPEN]
+        nested = request.query.get("nested", "").lower() == "true"
+        orders = [
+            self._shown(o, nested)
+            for o in self.orders.values()
+            if (wanted != "open" or o["status"] in OPEN)
+            and not (nested and o["id"] in self.parents)
+        ]
         until = request.query.get("until")
         if until:
             bound = datetime.fromisoformat(until.replace("Z", "+00:00"))
@@ -132,14 +181,52 @@ class FakeAlpaca:
             return _error(404, "order not found", 40410000)
         return web.json_response(found)
 
+    async def by_id(self, request: web.Request) -> web.Response:
+        found = self.orders.get(request.match_info["id"])
+        if found is None:
+            return _error(404, "order not found", 40410000)
+        return web.json_response(
+            self._shown(found, request.query.get("nested", "").lower() == "true")
+        )
+
     async def cancel(self, request: web.Request) -> web.Response:
         found = self.orders.get(request.match_info["id"])
         if found is None:
             return _error(404, "order not found", 40410000)
         if found["status"] not in OPEN:
             return _error(422, "order is not cancelable", 42210000)
-        found["status"] = "canceled"
+        for order in self._group(found):  # cancelling one side of an OCO cancels both
+            if order["status"] in OPEN:
+                order["status"] = "canceled"
         return web.Response(status=204)
+
+    async def replace(self, request: web.Request) -> web.Response:
+        """A new order in place of an open one, which becomes ``replaced``."""
+        self.patches += 1
+        found = self.orders.get(request.match_info["id"])
+        if found is None:
+            return _error(404, "order not found", 40410000)
+        if found["status"] not in OPEN:
+            return _error(422, "order is not replaceable", 42210000)
+        body = await request.json()
+        cid = body.get("client_order_id") or uuid.uuid4().hex
+        if self._by_cid(cid) is not None:
+            return _error(422, "client_order_id must be unique", 40010001)
+        found["status"] = "replaced"
+        self.submitted += timedelta(seconds=1)
+        order = {
+            **found,
+            "id": str(uuid.uuid4()),
+            "client_order_id": cid,
+            "status": "new",
+            "replaces": found["id"],
+            "submitted_at": self.submitted.isoformat(),
+        }
+        for name in ("qty", "limit_price", "stop_price"):
+            if body.get(name) is not None:
+                order[name] = str(body[name])
+        self.orders[order["id"]] = order
+        return web.json_response(order)
 
     async def positions(self, request: web.Request) -> web.Response:
         net: dict[str, Decimal] = {}

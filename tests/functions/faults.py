@@ -23,9 +23,8 @@ class FlakyBroker:
     inner: SimulatedBroker
     faults: deque[str | None] = field(default_factory=deque)
 
-    @property
-    def supports_oco(self) -> bool:
-        return self.inner.supports_oco
+    def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
+        return self.inner.supports_oco(take_profit, stop_loss)
 
     def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
         fault = self.faults.popleft() if self.faults else None

@@ -113,7 +113,11 @@ def test_crypto_orders_alpaca_cannot_take_are_refused_up_front(
     with pytest.raises(ValidationError, match="crypto"):
         broker.submit(trailing, "int-4:entry")
     assert fake.posts == 0
-    assert broker.supports_oco is False
+    take_profit, stop_loss = exits("BTC/USD")
+    assert broker.supports_oco(take_profit, stop_loss) is False
+    with pytest.raises(ValidationError, match="equities only"):
+        broker.submit_oco(take_profit, stop_loss, ("int-4:tp", "int-4:sl"))
+    assert fake.posts == 0
 
 
 def test_cancel_open_orders_positions_and_account(alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> None:
@@ -198,3 +202,118 @@ def test_crypto_positions_keep_the_desks_symbols() -> None:
     assert desk_symbol("ETHUSDT", "crypto") == "ETH/USDT"
     assert desk_symbol("BTC/USD", "crypto") == "BTC/USD"
     assert desk_symbol("AAPL", "us_equity") == "AAPL"
+
+
+def exits(
+    symbol: str = "AAPL",
+    kind: OrderType = OrderType.STOP,
+    stop_price: Decimal = D(95),
+    limit_price: Decimal | None = None,
+) -> tuple[OrderLeg, OrderLeg]:
+    take_profit = OrderLeg("tp", symbol, Side.SELL, D(10), OrderType.LIMIT, limit_price=D(110))
+    stop_loss = OrderLeg(
+        "sl", symbol, Side.SELL, D(10), kind, stop_price=stop_price, limit_price=limit_price
+    )
+    return take_profit, stop_loss
+
+
+def test_exits_go_as_one_oco_and_each_leg_answers_to_the_desks_id(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    take_profit, stop_loss = exits()
+    assert broker.supports_oco(take_profit, stop_loss)
+    tp, sl = broker.submit_oco(take_profit, stop_loss, ("int-7:tp", "int-7:sl"))
+    [parent] = [o for o in fake.orders.values() if o["client_order_id"] == "int-7:tp"]
+    assert parent["order_class"] == "oco" and parent["limit_price"] == "110.0"
+    [leg] = parent["legs"]
+    assert (leg["type"], leg["stop_price"]) == ("stop", "95.0")
+    assert leg["client_order_id"] != "int-7:sl"  # Alpaca's own id for the leg
+    assert (tp.client_order_id, tp.broker_order_id) == ("int-7:tp", parent["id"])
+    assert (sl.client_order_id, sl.broker_order_id) == ("int-7:sl", leg["id"])
+
+    assert sorted(o.client_order_id for o in broker.open_orders()) == ["int-7:sl", "int-7:tp"]
+    fake.fill_order(leg["id"], D("94.9"))  # the stop triggers; Alpaca cancels the other
+    stopped = broker.get_by_client_order_id("int-7:sl")
+    assert stopped is not None and stopped.status == "filled"
+    assert stopped.filled_qty == D(10) and stopped.avg_fill_price == D("94.9")
+    taken = broker.get_by_client_order_id("int-7:tp")
+    assert taken is not None and taken.status == "canceled"
+    assert broker.open_orders() == []
+
+
+def test_a_stop_limit_stop_loss_is_linked_too_but_a_trailing_one_is_not(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    take_profit, stop_loss = exits(
+        kind=OrderType.STOP_LIMIT, stop_price=D(95), limit_price=D("94.5")
+    )
+    broker.submit_oco(take_profit, stop_loss, ("int-8:tp", "int-8:sl"))
+    assert fake.posts == 1
+    sl = broker.get_by_client_order_id("int-8:sl")
+    assert sl is not None and sl.status == "new"
+    cancelled = broker.cancel("int-8:sl")
+    assert cancelled is not None and cancelled.status == "canceled"
+    tp = broker.get_by_client_order_id("int-8:tp")
+    assert tp is not None and tp.status == "canceled"
+    trailing = OrderLeg("sl", "AAPL", Side.SELL, D(10), OrderType.TRAILING_STOP, trail_percent=D(2))
+    assert broker.supports_oco(take_profit, trailing) is False
+
+
+def test_a_lost_oco_answer_makes_no_second_oco(alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> None:
+    fake, broker = alpaca
+    fake.faults = deque(["504-after", None])  # taken; the answer (and alpaca-py's resend) lost
+    tp, sl = broker.submit_oco(*exits(), ("int-9:tp", "int-9:sl"))
+    assert sum(1 for o in fake.orders.values() if o["order_class"] == "oco") == 2  # parent+leg
+    assert len([o for o in fake.orders.values() if o["client_order_id"] == "int-9:tp"]) == 1
+    assert (tp.status, sl.status) == ("new", "new")
+
+
+def test_an_order_is_replaced_once_whatever_is_resent(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    first = broker.submit(leg(OrderType.LIMIT, limit_price=D(90)), "int-10:entry")
+    amended = broker.replace("int-10:entry", "int-10:entry.r1", limit_price=D("90.5"))
+    assert amended.client_order_id == "int-10:entry.r1" and amended.status == "new"
+    assert fake.orders[amended.broker_order_id]["limit_price"] == "90.5"
+    old = broker.get_by_id(first.broker_order_id)
+    assert old is not None and old.status == "replaced"
+    again = broker.replace("int-10:entry", "int-10:entry.r1", limit_price=D("90.5"))
+    assert again.broker_order_id == amended.broker_order_id
+    assert fake.patches == 1
+    with pytest.raises(ValidationError):
+        broker.replace("int-10:entry.r1", "int-10:entry.r2")
+    assert broker.get_by_id("00000000-0000-4000-8000-000000000000") is None
+
+
+def test_a_bracket_trades_through_alpacas_oco_end_to_end(
+    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+) -> None:
+    fake, broker = alpaca
+    desk = make_desk(tmp_path, broker=broker)
+    try:
+        body = {
+            "symbol": "AAPL",
+            "side": "buy",
+            "quantity": "10",
+            "reference_price": "100",
+            "take_profit": {"limit_price": "110"},
+            "stop_loss": {"stop_price": "95"},
+        }
+        placed = desk.http("POST", "orders", json=body)
+        assert placed.status_code == 202, placed.text
+        intent_id = placed.json()["intent_id"]
+        desk.settle(2)
+        [parent] = [o for o in fake.orders.values() if o["order_class"] == "oco"
+                    and o["client_order_id"] == f"{intent_id}:tp"]  # fmt: skip
+        fake.fill_order(parent["id"], D(110))
+        desk.settle(5)
+        shown = desk.http("GET", f"orders/{intent_id}").json()
+        assert shown["output"]["outcome"] == "completed", shown
+        assert {o["leg"]: o["status"] for o in shown["orders"]} == {
+            "entry": "filled", "tp": "filled", "sl": "canceled"}  # fmt: skip
+        assert desk.store.positions("paper")[0].quantity == 0
+    finally:
+        desk.close()
