@@ -3,6 +3,7 @@ the trading day. Plain functions of the services; the timer functions only call 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -13,9 +14,12 @@ from activities import service
 from adapters.bootstrap import Services
 from domain.audit import AuditKind
 from domain.errors import Conflict
+from domain.execution import Execution, catch_up_snapshots
 from domain.fills import Fill
 from domain.ids import canonical_json
-from domain.serde import dec_str, ts_str
+from domain.orders import Order
+from domain.ports import Versioned
+from domain.serde import dec_str, parse_ts, ts_str
 
 END_OF_DAY = "end of day"
 
@@ -61,11 +65,26 @@ class Reconciliation:
         }
 
 
-def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
-    """Compare the books with the broker. What the broker proves (an order's status and
-    fills) is applied to the books; what it cannot (an order only one side knows, a
-    position that still differs) is raised as an alert once two runs in a row find it."""
+WATERMARK_KEY = "reconcile:watermark"
+FIRST_LOOKBACK = timedelta(days=1)
+# Executions are read from a little before the last run: a broker may record one with a
+# transaction time slightly earlier than the moment it becomes visible.
+OVERLAP = timedelta(minutes=15)
+
+
+def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reconciliation:
+    """Compare the books with the broker. What the broker proves (executions by their ids,
+    an order's status and fills) is applied to the books; what it cannot (an order or an
+    execution only one side knows, a position that still differs) is raised as an alert
+    once two runs in a row find it. Running it again changes nothing in the books."""
     result = Reconciliation()
+    watermark = svc.store.load(WATERMARK_KEY)
+    since = (
+        ts - FIRST_LOOKBACK
+        if watermark is None
+        else parse_ts(watermark.value["ts"], "ts") - OVERLAP
+    )
+    _book_missed_executions(svc, svc.broker.executions(since), result, ts)
     for order in svc.store.open_orders():
         snapshot = svc.broker.get_by_client_order_id(order.client_order_id)
         if snapshot is None:
@@ -74,7 +93,7 @@ def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
             )
             continue
         if snapshot.status != order.status.value or snapshot.filled_qty != order.filled_qty:
-            result.fills.extend(service.apply_snapshot(svc, snapshot, ts=ts))
+            _take(result, order, service.apply_snapshot(svc, snapshot, ts=ts))
             result.fixed.append(
                 {
                     "client_order_id": order.client_order_id,
@@ -101,15 +120,63 @@ def reconcile(svc: Services, *, ts: datetime) -> Reconciliation:
                 }
             )
     result.alerts = _persistent(svc, result.alerts)
+    _advance(svc, watermark, ts)
     if result.fixed or result.alerts:
         service.record(
             svc,
             AuditKind.ALERT if result.alerts else AuditKind.RECONCILIATION,
-            f"reconcile:{ts_str(ts)}",
+            f"reconcile:{run_id or ts_str(ts)}",
             ts=ts,
             payload={"fixed": result.fixed, "alerts": result.alerts},
         )
     return result
+
+
+def _take(result: Reconciliation, before: Order, fills: list[Fill]) -> None:
+    """Keep the fills new since ``before``: the risk entity is told of those only."""
+    known = {fill.execution_id for fill in result.fills} | before.executions
+    result.fills.extend(fill for fill in fills if fill.execution_id not in known)
+
+
+def _book_missed_executions(
+    svc: Services, executions: list[Execution], result: Reconciliation, ts: datetime
+) -> None:
+    """Each execution the books have not booked, booked at its own price."""
+    by_order: dict[str, list[Execution]] = {}
+    for execution in executions:
+        cid = execution.client_order_id
+        if cid is None or svc.store.get_order(cid) is None:
+            result.alerts.append(
+                {
+                    "execution_id": execution.execution_id,
+                    "problem": "execution unknown to the books",
+                }
+            )
+            continue
+        by_order.setdefault(cid, []).append(execution)
+    for cid, mine in by_order.items():
+        order = svc.store.get_order(cid)
+        if order is None:
+            continue
+        for snapshot in catch_up_snapshots(order, mine):
+            current = svc.store.get_order(cid) or order
+            _take(result, current, service.apply_snapshot(svc, snapshot, ts=ts))
+            change = f"{dec_str(current.filled_qty)} -> {dec_str(snapshot.filled_qty)}"
+            result.fixed.append(
+                {"client_order_id": cid, "problem": "missed execution", "filled_qty": change}
+            )
+
+
+def _advance(svc: Services, watermark: Versioned | None, ts: datetime) -> None:
+    """Remember how far executions are reconciled; a concurrent run that got further wins."""
+    if watermark is not None and parse_ts(watermark.value["ts"], "ts") >= ts:
+        return
+    with contextlib.suppress(Conflict):
+        svc.store.save(
+            WATERMARK_KEY,
+            {"ts": ts_str(ts)},
+            expected_version=None if watermark is None else watermark.version,
+        )
 
 
 PENDING_KEY = "reconcile:pending"

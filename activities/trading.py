@@ -6,13 +6,14 @@ values. Rejections come back as values; a raised exception means "worth retrying
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import azure.durable_functions as df
 
-from activities import service
+from activities import operations, service
 from activities.blueprint import bp
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
@@ -21,6 +22,8 @@ from domain.errors import ValidationError
 from domain.execution import LegOutcome, LegRequest
 from domain.orders import OrderLeg
 from domain.serde import parse_ts, require, require_str
+
+log = logging.getLogger("desk.reconcile")
 
 FLATTEN_ORCHESTRATOR = "flatten"
 
@@ -104,6 +107,17 @@ def _record_entries(svc: Services, entries: list[Mapping[str, Any]], ts: datetim
         ts_recorded=ts,
         entries=[audit.Entry.from_dict(entry) for entry in entries],
     )
+
+
+@bp.activity_trigger(input_name="payload")
+def reconcile_books(payload: dict[str, Any]) -> dict[str, Any]:
+    """The books against the broker: what it proves is booked; see ``operations.reconcile``."""
+    ts = parse_ts(require(payload, "ts"), "ts")
+    run_id = payload.get("run_id")
+    result = operations.reconcile(services(), ts=ts, run_id=None if run_id is None else str(run_id))
+    if result.alerts:
+        log.warning("reconciliation: %d alerts: %s", len(result.alerts), result.alerts)
+    return result.to_dict()
 
 
 @bp.activity_trigger(input_name="payload")

@@ -50,7 +50,7 @@ from alpaca.trading.requests import (
 )
 
 from domain.errors import RetryableFault, TerminalError, ValidationError
-from domain.execution import BrokerOrder, oco_stop_loss_id, oco_take_profit_id
+from domain.execution import BrokerOrder, Execution, oco_stop_loss_id, oco_take_profit_id
 from domain.model import OrderType, Side
 from domain.orders import OrderLeg
 from domain.ports import MarketClock
@@ -71,6 +71,7 @@ OPEN_STATUSES = frozenset(
     }
 )
 REQUESTS_PER_MINUTE = 200
+ACTIVITY_PAGE_MAX = 100
 
 
 class RateLimiter:
@@ -418,17 +419,62 @@ class AlpacaBroker:
             # timestamp are not skipped (the ones seen again are known by their id).
             until = min(order.submitted_at for order in page) + timedelta(microseconds=1)
 
-    def _with_legs(self, order: Any) -> list[BrokerOrder]:
-        """An order and its open legs, OCO stop-losses under the desk's ids."""
+    def _with_legs(self, order: Any, *, open_only: bool = True) -> list[BrokerOrder]:
+        """An order and its (open) legs, OCO stop-losses under the desk's ids."""
         views = [self._view(order)]
         stop_loss_id = oco_stop_loss_id(str(order.client_order_id))
         for leg in order.legs or ():
             view = self._view(leg)
             if stop_loss_id is not None and _value(leg.type) in ("stop", "stop_limit"):
                 view = dataclasses.replace(view, client_order_id=stop_loss_id)
-            if view.status in OPEN_STATUSES:
+            if not open_only or view.status in OPEN_STATUSES:
                 views.append(view)
         return views
+
+    def executions(self, since: datetime) -> list[Execution]:
+        """Alpaca's FILL activities after ``since``, oldest first, page by page (alpaca-py
+        has no call for them: its REST client sends the request, signed and retried as
+        every other). An activity names its order by Alpaca's id only; the orders of the
+        same span give the desk's ids, legs of an OCO included."""
+        activities: list[dict[str, Any]] = []
+        params: dict[str, Any] = {
+            "after": since.astimezone(UTC).isoformat(),
+            "direction": "asc",
+            "page_size": min(self._page_size, ACTIVITY_PAGE_MAX),
+        }
+        while True:
+            page = self._call(partial(self._client.get, "/account/activities/FILL", dict(params)))
+            if not isinstance(page, list):
+                raise RetryableFault(f"Alpaca answered activities with {type(page).__name__}")
+            activities.extend(page)
+            if len(page) < params["page_size"]:
+                break
+            params["page_token"] = page[-1]["id"]
+        if not activities:
+            return []
+        orders = self._orders_by_id(since, {str(a.get("order_id")) for a in activities})
+        return [_execution(activity, orders) for activity in activities]
+
+    def _orders_by_id(self, since: datetime, broker_ids: set[str]) -> dict[str, BrokerOrder]:
+        """The orders of ``broker_ids`` by Alpaca's id, under the desk's ids and symbols."""
+        found: dict[str, BrokerOrder] = {}
+        until: datetime | None = None
+        while not broker_ids <= found.keys():
+            request = GetOrdersRequest(
+                status=QueryOrderStatus.ALL,
+                limit=self._page_size,
+                after=since - timedelta(days=1),  # an order may predate its first fill
+                until=until,
+                nested=True,
+            )
+            page = self._call(partial(self._client.get_orders, request))
+            for order in page:
+                for view in self._with_legs(order, open_only=False):
+                    found[view.broker_order_id] = view
+            if len(page) < self._page_size:
+                break
+            until = min(order.submitted_at for order in page) + timedelta(microseconds=1)
+        return found
 
     # -- account and market ------------------------------------------------------------------
 
@@ -463,6 +509,30 @@ class AlpacaBroker:
             lambda: self._client.get_calendar(GetCalendarRequest(start=start, end=end))
         )
         return [(_utc(day.open, day.date), _utc(day.close, day.date)) for day in days]
+
+
+def _execution(activity: dict[str, Any], orders: dict[str, BrokerOrder]) -> Execution:
+    """One FILL activity; anything missing or malformed is a broker answer worth retrying
+    rather than a fill to guess at."""
+    try:
+        broker_id = str(activity["order_id"])
+        order = orders.get(broker_id)
+        return Execution(
+            execution_id=str(activity["id"]),
+            broker_order_id=broker_id,
+            client_order_id=None if order is None else order.client_order_id,
+            # Alpaca spells crypto without the slash here; the order says it as the desk does.
+            symbol=str(activity["symbol"]) if order is None else str(order.symbol),
+            side=str(activity["side"]).removesuffix("_short"),
+            quantity=parse_decimal(str(activity["qty"]), "qty"),
+            price=parse_decimal(str(activity["price"]), "price"),
+            cum_qty=parse_decimal(str(activity["cum_qty"]), "cum_qty"),
+            ts_executed=datetime.fromisoformat(
+                str(activity["transaction_time"]).replace("Z", "+00:00")
+            ).astimezone(UTC),
+        )
+    except (KeyError, ValueError, ValidationError) as error:
+        raise RetryableFault(f"Alpaca FILL activity not understood: {error}") from error
 
 
 def _utc(moment: datetime | time_of_day, day: date) -> datetime:

@@ -22,7 +22,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, Self
 
 from domain.errors import ValidationError
-from domain.execution import BrokerOrder
+from domain.execution import BrokerOrder, Execution
 from domain.market import Tick
 from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg, OrderStatus
@@ -127,6 +127,7 @@ class SimulatedBroker:
     _ts_market: datetime = EPOCH
     _expiries: list[tuple[datetime, str]] = field(default_factory=list)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+    _executions: list[Execution] = field(default_factory=list)
     submissions: int = 0
 
     def __post_init__(self) -> None:
@@ -262,6 +263,19 @@ class SimulatedBroker:
         quantity = self._fill_quantity(order)
         order.filled_qty += quantity
         order.notional += quantity * fill_price
+        self._executions.append(
+            Execution(
+                execution_id=f"sim-x{len(self._executions) + 1}",
+                broker_order_id=order.broker_order_id,
+                client_order_id=order.client_order_id,
+                symbol=order.leg.symbol,
+                side=order.leg.side.value,
+                quantity=quantity,
+                price=fill_price,
+                cum_qty=order.filled_qty,
+                ts_executed=ts,
+            )
+        )
         signed = quantity * order.leg.side.sign
         self._positions[order.leg.symbol] = self._positions.get(order.leg.symbol, ZERO) + signed
         self._cash -= signed * fill_price
@@ -382,6 +396,10 @@ class SimulatedBroker:
         with self._lock:
             order = self._orders.get(client_order_id)
             return None if order is None else order.view()
+
+    def executions(self, since: datetime) -> list[Execution]:
+        with self._lock:
+            return [e for e in self._executions if e.ts_executed >= since]
 
     def open_orders(self) -> list[BrokerOrder]:
         with self._lock:

@@ -103,6 +103,78 @@ class BrokerOrder:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One execution as the broker's activity record reports it: its own id, the order it
+    belongs to and the order's cumulative filled quantity after it."""
+
+    execution_id: str
+    broker_order_id: str
+    client_order_id: str | None
+    symbol: str
+    side: str
+    quantity: Decimal
+    price: Decimal
+    cum_qty: Decimal
+    ts_executed: datetime
+
+    def __post_init__(self) -> None:
+        if self.quantity <= 0 or self.price <= 0:
+            raise ValidationError("execution", "quantity and price must be positive")
+        if self.cum_qty < self.quantity:
+            raise ValidationError("cum_qty", "is below the execution's own quantity")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "broker_order_id": self.broker_order_id,
+            "client_order_id": self.client_order_id,
+            "symbol": self.symbol,
+            "side": self.side,
+            "quantity": dec_str(self.quantity),
+            "price": dec_str(self.price),
+            "cum_qty": dec_str(self.cum_qty),
+            "ts_executed": ts_str(self.ts_executed),
+        }
+
+
+def catch_up_snapshots(order: Order, executions: list[Execution]) -> list[BrokerOrder]:
+    """The snapshots that bring ``order`` up to the executions the books missed, one per
+    execution, oldest first: applied in turn (``fill_from_snapshot``), each books exactly
+    that execution's quantity at its price, under the same ``<cid>@<cum qty>`` key the
+    polling path uses, so neither path can count an execution the other already booked.
+    Executions the order already covers (cumulative quantity at or below what the books
+    hold, however the books learnt of it) produce nothing."""
+    mine = sorted(
+        (e for e in executions if e.client_order_id == order.client_order_id),
+        key=lambda e: e.cum_qty,
+    )
+    booked = order.filled_qty
+    notional = (order.avg_fill_price or ZERO) * booked
+    snapshots = []
+    for execution in mine:
+        if execution.cum_qty <= booked:
+            continue
+        if execution.cum_qty > order.quantity:
+            raise ValidationError("cum_qty", f"{execution.execution_id} fills past the order")
+        notional += (execution.cum_qty - booked) * execution.price
+        booked = execution.cum_qty
+        status = OrderStatus.FILLED if booked == order.quantity else OrderStatus.PARTIALLY_FILLED
+        snapshots.append(
+            BrokerOrder(
+                broker_order_id=execution.broker_order_id,
+                client_order_id=order.client_order_id,
+                status=status.value,
+                filled_qty=booked,
+                avg_fill_price=_PRICE_CONTEXT.divide(notional, booked),
+                symbol=order.symbol,
+                side=order.side.value,
+                quantity=order.quantity,
+            )
+        )
+    return snapshots
+
+
 def fill_from_snapshot(
     order: Order, snapshot: BrokerOrder, *, account: str, ts: datetime
 ) -> Fill | None:
@@ -125,7 +197,8 @@ def fill_from_snapshot(
         # the broker's average is the best estimate then.
         price = snapshot.avg_fill_price
     return Fill(
-        execution_id=f"{order.client_order_id}@{dec_str(cumulative)}",
+        # One spelling per quantity ("10", never "10.0"): the key names the execution.
+        execution_id=f"{order.client_order_id}@{dec_str(cumulative.normalize())}",
         account=account,
         symbol=order.symbol,
         side=order.side,

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from domain.audit import AuditRecord
-from domain.execution import BrokerOrder
+from domain.execution import BrokerOrder, Execution
 from domain.fills import Fill
 from domain.market import MarketEvent
 from domain.orders import Order, OrderLeg, OrderPage
@@ -221,6 +221,11 @@ class Broker(Protocol):
     def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None: ...
 
     def open_orders(self) -> list[BrokerOrder]: ...
+
+    def executions(self, since: datetime) -> list[Execution]:
+        """Every execution since ``since``, oldest first, each under its order's client order
+        id where the broker can tell it (reconciliation books what the books missed)."""
+        ...
 
     def positions(self) -> dict[str, Decimal]:
         """Signed quantity per symbol."""

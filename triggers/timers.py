@@ -21,6 +21,7 @@ log = logging.getLogger("desk.timers")
 
 RISK_ENTITY = "RiskEntity"
 FLATTEN_ORCHESTRATOR = "flatten"
+RECONCILE_ORCHESTRATOR = "reconcile"
 END_OF_DAY = operations.END_OF_DAY
 
 
@@ -41,16 +42,14 @@ async def warm_up(timer: func.TimerRequest, client: df.DurableOrchestrationClien
     log.info("warm-up: market open %s", market["market_open"])
 
 
-@bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *")
+@bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *", run_on_startup=True)
 @bp.durable_client_input(client_name="client")
 async def reconciliation(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
-    svc = services()
-    result = operations.reconcile(svc, ts=datetime.now(UTC))
-    entity = df.EntityId(RISK_ENTITY, svc.settings.account)
-    for fill in result.fills:
-        await client.signal_entity(entity, "apply_fill", fill.to_dict())
-    if result.alerts:
-        log.warning("reconciliation: %d alerts: %s", len(result.alerts), result.alerts)
+    """At start-up and every five minutes: a ``reconcile`` orchestration. Runs never clash
+    (the books take concurrent writers), so each gets an instance of its own."""
+    account = services().settings.account
+    instance_id = f"reconcile-{account}-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+    await client.start_new(RECONCILE_ORCHESTRATOR, instance_id, {"account": account})
 
 
 @bp.timer_trigger(arg_name="timer", schedule="15 * * * * *")

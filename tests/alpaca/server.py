@@ -38,6 +38,7 @@ class FakeAlpaca:
     reject: str | None = None
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     parents: dict[str, str] = field(default_factory=dict)  # leg id -> parent id
+    activities: list[dict[str, Any]] = field(default_factory=list)
     posts: int = 0
     patches: int = 0
     requests: int = 0
@@ -54,6 +55,7 @@ class FakeAlpaca:
                 web.patch("/v2/orders/{id}", self.replace),
                 web.delete("/v2/orders/{id}", self.cancel),
                 web.get("/v2/positions", self.positions),
+                web.get("/v2/account/activities/FILL", self.fill_activities),
                 web.get("/v2/account", self.account),
                 web.get("/v2/clock", self.clock),
                 web.get("/v2/calendar", self.calendar),
@@ -111,11 +113,9 @@ class FakeAlpaca:
             "status": "new",
             "extended_hours": False,
         }
-        if self.fill and body["type"] == "market":
-            order.update(
-                status="filled", filled_qty=str(body["qty"]), filled_avg_price=str(self.price)
-            )
         self.orders[order["id"]] = order
+        if self.fill and body["type"] == "market":
+            self._execute(order, Decimal(str(body["qty"])), self.price)
         if order["order_class"] == "oco":
             self._oco_leg(order, body)
         if fault in ("504-after", "500-after"):
@@ -146,13 +146,63 @@ class FakeAlpaca:
         parent = self.orders[self.parents.get(order["id"], order["id"])]
         return [parent, *(parent.get("legs") or [])]
 
-    def fill_order(self, order_id: str, price: Decimal) -> None:
-        """The market reaches an order: it fills, and the rest of its OCO is cancelled."""
-        for order in self._group(self.orders[order_id]):
-            if order["id"] == order_id:
-                order.update(status="filled", filled_qty=order["qty"], filled_avg_price=str(price))
-            elif order["status"] in OPEN:
-                order["status"] = "canceled"
+    def _execute(self, order: dict[str, Any], quantity: Decimal, price: Decimal) -> None:
+        """An execution: the order's fill totals, and a FILL activity as Alpaca records it."""
+        before = Decimal(order["filled_qty"])
+        average = Decimal(order["filled_avg_price"] or 0)
+        cum = before + quantity
+        done = cum == Decimal(order["qty"])
+        order.update(
+            status="filled" if done else "partially_filled",
+            filled_qty=str(cum),
+            filled_avg_price=str((average * before + price * quantity) / cum),
+        )
+        self.submitted += timedelta(milliseconds=1)
+        self.activities.append(
+            {
+                "id": f"{self.submitted:%Y%m%d%H%M%S%f}::{uuid.uuid4()}",
+                "activity_type": "FILL",
+                "transaction_time": self.submitted.isoformat().replace("+00:00", "Z"),
+                "type": "fill" if done else "partial_fill",
+                "price": str(price),
+                "qty": str(quantity),
+                "side": order["side"],
+                "symbol": order["symbol"].replace("/", ""),
+                "leaves_qty": str(Decimal(order["qty"]) - cum),
+                "order_id": order["id"],
+                "cum_qty": str(cum),
+                "order_status": order["status"],
+            }
+        )
+
+    def fill_order(self, order_id: str, price: Decimal, quantity: Decimal | None = None) -> None:
+        """The market reaches an order: it fills (all that is left, or ``quantity``), and
+        once it is filled the rest of its OCO is cancelled."""
+        order = self.orders[order_id]
+        self._execute(
+            order, quantity or Decimal(order["qty"]) - Decimal(order["filled_qty"]), price
+        )
+        if order["status"] == "filled":
+            for other in self._group(order):
+                if other is not order and other["status"] in OPEN:
+                    other["status"] = "canceled"
+
+    def cancel_at_broker(self, order_id: str) -> None:
+        """Alpaca cancels an order by itself (end of day, a halt): no one asked the desk."""
+        self.orders[order_id]["status"] = "canceled"
+
+    async def fill_activities(self, request: web.Request) -> web.Response:
+        """Oldest first after ``after``, ``page_size`` at a time, from past ``page_token``."""
+        after = datetime.fromisoformat(request.query["after"].replace("Z", "+00:00"))
+        token = request.query.get("page_token")
+        found = [
+            a
+            for a in self.activities
+            if datetime.fromisoformat(a["transaction_time"].replace("Z", "+00:00")) > after
+        ]
+        if token is not None:
+            found = [a for a in found if a["id"] > token]
+        return web.json_response(found[: int(request.query.get("page_size", "100"))])
 
     def _shown(self, order: dict[str, Any], nested: bool) -> dict[str, Any]:
         return order if nested else {**order, "legs": None}

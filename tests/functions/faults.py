@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from adapters.simulated_broker import SimulatedBroker
 from domain.errors import RetryableFault
-from domain.execution import BrokerOrder
+from domain.execution import BrokerOrder, Execution
 from domain.orders import OrderLeg
 from domain.ports import MarketClock
 
@@ -48,6 +48,9 @@ class FlakyBroker:
 
     def open_orders(self) -> list[BrokerOrder]:
         return self.inner.open_orders()
+
+    def executions(self, since: datetime) -> list[Execution]:
+        return self.inner.executions(since)
 
     def positions(self) -> dict[str, Decimal]:
         return self.inner.positions()

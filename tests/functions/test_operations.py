@@ -74,6 +74,7 @@ def test_reconciliation_applies_what_the_broker_proves_and_alerts_on_the_rest(de
     # make the two sides differ for a moment).
     assert [r for r in desk.store.records("paper") if r.kind.value == "alert"] == []
     desk.fire("reconciliation")
+    desk.settle()
     [alert] = [r for r in desk.store.records("paper") if r.kind.value == "alert"]
     problems = {
         a.get("client_order_id") or a.get("symbol"): a["problem"] for a in alert.payload["alerts"]
@@ -81,6 +82,7 @@ def test_reconciliation_applies_what_the_broker_proves_and_alerts_on_the_rest(de
     assert problems == {"placed-elsewhere:entry": "unknown to the books"}
     simulator.cancel("placed-elsewhere:entry")
     desk.fire("reconciliation")  # resolved at the broker: no further alert
+    desk.settle()
     assert len([r for r in desk.store.records("paper") if r.kind.value == "alert"]) == 1
 
 

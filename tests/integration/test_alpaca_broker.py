@@ -21,7 +21,7 @@ from domain.errors import RetryableFault, TerminalError, ValidationError
 from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg
 from tests.alpaca.server import FakeAlpaca
-from tests.functions.desk import make_desk
+from tests.functions.desk import Desk, make_desk
 
 D = Decimal
 
@@ -207,7 +207,7 @@ def test_crypto_positions_keep_the_desks_symbols() -> None:
 def exits(
     symbol: str = "AAPL",
     kind: OrderType = OrderType.STOP,
-    stop_price: Decimal = D(95),
+    stop_price: Decimal = Decimal(95),
     limit_price: Decimal | None = None,
 ) -> tuple[OrderLeg, OrderLeg]:
     take_profit = OrderLeg("tp", symbol, Side.SELL, D(10), OrderType.LIMIT, limit_price=D(110))
@@ -315,5 +315,70 @@ def test_a_bracket_trades_through_alpacas_oco_end_to_end(
         assert {o["leg"]: o["status"] for o in shown["orders"]} == {
             "entry": "filled", "tp": "filled", "sl": "canceled"}  # fmt: skip
         assert desk.store.positions("paper")[0].quantity == 0
+    finally:
+        desk.close()
+
+
+def books_state(desk: Desk) -> tuple[object, ...]:
+    orders = sorted(
+        (o.client_order_id, o.status.value, o.filled_qty, o.version)
+        for o in desk.store.order_history(
+            "paper", datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC), limit=100
+        ).orders
+    )
+    fills = sorted(
+        (f.execution_id, f.quantity, f.price)
+        for cid, *_ in orders
+        for f in desk.store.fills_for_order(cid)
+    )
+    positions = [(p.symbol, p.quantity, p.avg_price) for p in desk.store.positions("paper")]
+    return tuple(orders), tuple(fills), tuple(positions), len(desk.store.records("paper"))
+
+
+def test_reconciliation_books_missed_executions_and_cancels_once(
+    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+) -> None:
+    fake, broker = alpaca
+    # Polls ten minutes apart: only the reconciliation can explain what the books learn.
+    desk = make_desk(tmp_path, broker=broker, poll_interval_s=600, entry_timeout_s=1200)
+    try:
+        ids = []
+        for quantity, price in (("10", "99"), ("3", "95")):
+            body = {"symbol": "AAPL", "side": "buy", "quantity": quantity,
+                    "order_type": "limit", "limit_price": price}  # fmt: skip
+            placed = desk.http("POST", "orders", json=body)
+            assert placed.status_code == 202, placed.text
+            ids.append(placed.json()["intent_id"])
+        desk.settle(1)
+        filling, cancelled = (f"{intent}:entry" for intent in ids)
+        by_cid = {o["client_order_id"]: o["id"] for o in fake.orders.values()}
+        fake.fill_order(by_cid[filling], D("98.9"), D(4))  # two executions nobody reports
+        fake.fill_order(by_cid[filling], D("98.8"))
+        fake.cancel_at_broker(by_cid[cancelled])  # and a cancel nobody reports
+
+        desk.fire("reconciliation")
+        desk.settle()
+
+        order = desk.store.get_order(filling)
+        assert order is not None and (order.status.value, order.filled_qty) == ("filled", D(10))
+        booked = {
+            f.execution_id: (f.quantity, f.price) for f in desk.store.fills_for_order(filling)
+        }
+        assert booked == {f"{filling}@4": (D(4), D("98.9")), f"{filling}@10": (D(6), D("98.8"))}
+        other = desk.store.get_order(cancelled)
+        assert other is not None and other.status.value == "canceled"
+        [position] = desk.store.positions("paper")
+        assert position.quantity == D(10) and position.avg_price == D("98.84")
+        risk = desk.engine.read_entity(("RiskEntity", "paper")).state
+        assert isinstance(risk, dict) and len(risk["executions"]) == 2
+        [run] = [s for s in desk.engine.query() if s.name == "reconcile"]
+        assert run.output is not None and len(run.output["fixed"]) == 3
+
+        before = books_state(desk)
+        desk.fire("reconciliation")  # a second run: nothing left to fix
+        desk.settle()
+        assert books_state(desk) == before
+        second = [s for s in desk.engine.query() if s.name == "reconcile" and s != run]
+        assert [s.output["fixed"] for s in second if s.output is not None] == [[]]
     finally:
         desk.close()

@@ -11,12 +11,16 @@ import pytest
 from domain.errors import ValidationError
 from domain.execution import (
     BrokerOrder,
+    Execution,
     LegOutcome,
     LegRequest,
     TradeRequest,
+    catch_up_snapshots,
     exit_legs,
     fill_from_snapshot,
     follow_status,
+    oco_stop_loss_id,
+    oco_take_profit_id,
     unwind_leg,
 )
 from domain.model import OrderType, Side
@@ -101,3 +105,61 @@ def test_exits_are_sized_to_the_filled_entry_and_unwinds_close_a_leg() -> None:
     assert (take.quantity, stop.quantity) == (D(4), D(4))
     unwind = unwind_leg(entry, D(3))
     assert (unwind.name, unwind.side, unwind.quantity) == ("unwind-entry", Side.SELL, D(3))
+
+
+def execution(cum: str, quantity: str, price: str, cid: str = "int-1:entry") -> Execution:
+    return Execution(f"x-{cid}-{cum}", "b-1", cid, "AAPL", "buy", D(quantity), D(price), D(cum), T0)
+
+
+def book_through(book: Order, snapshots: list[BrokerOrder]) -> list[tuple[str, Decimal, Decimal]]:
+    booked = []
+    for view in snapshots:
+        fill = fill_from_snapshot(book, view, account="paper", ts=T0)
+        assert fill is not None
+        booked.append((fill.execution_id, fill.quantity, fill.price))
+        book = book.apply_fill(fill)
+    return booked
+
+
+def test_missed_executions_are_booked_each_at_its_own_price() -> None:
+    executions = [execution("4", "4", "98.9"), execution("10", "6", "98.8")]
+    snapshots = catch_up_snapshots(order(), executions)
+    assert [(s.filled_qty, s.status) for s in snapshots] == [
+        (D(4), "partially_filled"),
+        (D(10), "filled"),
+    ]
+    assert book_through(order(), snapshots) == [
+        ("int-1:entry@4", D(4), D("98.9")),
+        ("int-1:entry@10", D(6), D("98.8")),
+    ]
+
+
+def test_executions_the_books_cover_produce_nothing_however_they_were_learnt() -> None:
+    # The books learnt of both executions from one poll: a single fill up to 10.
+    polled = fill_from_snapshot(order(), snapshot("10", "98.84", "filled"), account="paper", ts=T0)
+    assert polled is not None
+    book = order().apply_fill(polled)
+    covered = [execution("4", "4", "98.9"), execution("10", "6", "98.8")]
+    assert catch_up_snapshots(book, covered) == []
+
+
+def test_an_execution_straddling_what_the_books_hold_books_only_the_rest() -> None:
+    polled = fill_from_snapshot(order(), snapshot("5", "99"), account="paper", ts=T0)
+    assert polled is not None
+    book = order().apply_fill(polled)
+    later = [
+        execution("4", "4", "98.9"),
+        execution("10", "6", "98.8"),
+        execution("2", "2", "1", "int-2:entry"),
+    ]
+    assert book_through(book, catch_up_snapshots(book, later)) == [
+        ("int-1:entry@10", D(5), D("98.8"))
+    ]
+    with pytest.raises(ValidationError):
+        catch_up_snapshots(order(), [execution("11", "11", "98")])
+
+
+def test_oco_leg_ids_pair_up() -> None:
+    assert oco_stop_loss_id("int-1:tp") == "int-1:sl"
+    assert oco_take_profit_id("int-1:sl") == "int-1:tp"
+    assert oco_stop_loss_id("int-1:entry") is None and oco_take_profit_id("sl") is None
