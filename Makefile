@@ -32,7 +32,7 @@ test: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	rm -rf $(RUN_DIR)
-	TRADING_BOOKS_PATH=$(RUN_DIR)/books.sqlite TRADING_ENTRY_TIMEOUT_S=10 \
+	TRADING_BOOKS_PATH=$(RUN_DIR)/books.sqlite TRADING_ENTRY_TIMEOUT_S=10 OTEL_TRACES_EXPORTER=none \
 	TRADING_POLL_INTERVAL_S=1 TRADING_EXIT_TIMEOUT_S=60 \
 	$(BIN)/python -m devhost --state-dir $(RUN_DIR)/devhost start \
 		--feed synthetic --symbols AAPL,MSFT,NVDA,SPY,QQQ --seed 7 --limit $(RUN_EVENTS) \

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapters.bootstrap import Services
+from adapters.observability import telemetry
 from domain import audit
 from domain.audit import AuditKind
 from domain.errors import Conflict, RetryableFault, TerminalError
@@ -25,6 +26,7 @@ from domain.execution import (
     close_leg,
     fill_from_snapshot,
     follow_status,
+    slippage_bps,
 )
 from domain.fills import Fill
 from domain.orders import Order, OrderLeg, OrderStatus
@@ -60,7 +62,13 @@ def _correlation(intent_id: str, client_order_id: str) -> dict[str, str]:
     return {"intent_id": intent_id, "client_order_id": client_order_id}
 
 
-def _book_order(svc: Services, intent_id: str, leg: OrderLeg, ts: datetime) -> Order:
+def _book_order(
+    svc: Services,
+    intent_id: str,
+    leg: OrderLeg,
+    ts: datetime,
+    reference_price: Decimal | None = None,
+) -> Order:
     cid = leg.client_order_id(intent_id)
     order = Order(
         client_order_id=cid,
@@ -71,6 +79,7 @@ def _book_order(svc: Services, intent_id: str, leg: OrderLeg, ts: datetime) -> O
         quantity=leg.quantity,
         account=svc.settings.account,
         ts_created=ts,
+        reference_price=reference_price,
     )
     svc.store.create_order(order)
     return svc.store.get_order(cid) or order
@@ -127,7 +136,15 @@ def _audit_changes(
     ts: datetime,
 ) -> None:
     correlation = _correlation(before.intent_id, before.client_order_id)
+    tel = telemetry()
     for fill in fills:
+        tel.count("desk.fills", symbol=fill.symbol)
+        if before.ts_created is not None:
+            waited = (fill.ts_filled - before.ts_created).total_seconds() * 1000
+            tel.record("desk.submit_to_fill", max(waited, 0.0))
+        if before.reference_price is not None:
+            slipped = slippage_bps(fill.side, fill.price, before.reference_price)
+            tel.record("desk.slippage", float(slipped), symbol=fill.symbol)
         record(
             svc,
             AuditKind.FILL,
@@ -137,6 +154,7 @@ def _audit_changes(
             payload=fill.to_dict(),
         )
     if after.status is not before.status:
+        tel.count("desk.orders", status=after.status.value)
         record(
             svc,
             AuditKind.ORDER_EVENT,
@@ -200,11 +218,12 @@ def submit_order(
     ts: datetime,
     ts_wall_created: float | None = None,
     closing: bool = False,
+    reference_price: Decimal | None = None,
 ) -> LegOutcome:
     """Send one leg, once: the books hold the order before the broker hears of it, and a
     retry that finds the order at the broker does not send it again. While the account is
     halted only ``closing`` orders are sent; the rest are rejected here."""
-    order = _book_order(svc, intent_id, leg, ts)
+    order = _book_order(svc, intent_id, leg, ts, reference_price)
     cid = order.client_order_id
     snapshot = svc.broker.get_by_client_order_id(cid)
     resent = snapshot is not None
@@ -220,7 +239,8 @@ def submit_order(
         )
     elif snapshot is None:
         try:
-            snapshot = svc.broker.submit(leg, cid)
+            with telemetry().span("broker.submit", client_order_id=cid, symbol=leg.symbol):
+                snapshot = svc.broker.submit(leg, cid)
         except RetryableFault:
             raise
         except TerminalError as error:
@@ -233,6 +253,8 @@ def submit_order(
                 reject_reason=str(error),
             )
     latency_ms = None if ts_wall_created is None else (time.time() - ts_wall_created) * 1000
+    if latency_ms is not None and not resent:
+        telemetry().record("desk.tick_to_submit", latency_ms)
     record(
         svc,
         AuditKind.ORDER_EVENT,

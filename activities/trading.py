@@ -7,8 +7,10 @@ values. Rejections come back as values; a raised exception means "worth retrying
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import wraps
 from typing import Any
 
 import azure.durable_functions as df
@@ -17,6 +19,7 @@ from activities import operations, service
 from activities.blueprint import bp
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
+from adapters.observability import correlated, telemetry
 from domain import audit
 from domain.errors import ValidationError
 from domain.execution import LegOutcome, LegRequest
@@ -28,6 +31,46 @@ log = logging.getLogger("desk.reconcile")
 FLATTEN_ORCHESTRATOR = "flatten"
 
 
+Activity = Callable[[dict[str, Any]], Any]
+
+
+def observed(activity: Activity) -> Activity:
+    """An activity measured and traced: its run time, a retry counted for each failure (the
+    orchestration's retry policy runs it again), a span joining the trace its input
+    carries, and the intent's ids on every log line it writes."""
+    name = activity.__name__
+
+    @wraps(activity)
+    def run(payload: dict[str, Any]) -> Any:
+        tel = telemetry()
+        started = time.perf_counter()
+        carrier = payload.get("trace") if isinstance(payload.get("trace"), Mapping) else None
+        leg = payload.get("leg")
+        intent_id = payload.get("intent_id")
+        cid = (
+            f"{intent_id}:{leg['name']}"
+            if isinstance(leg, Mapping) and isinstance(leg.get("name"), str) and intent_id
+            else None
+        )
+        with (
+            correlated(
+                intent_id=intent_id, client_order_id=cid, account=services().settings.account
+            ),
+            tel.span(f"activity {name}", carrier=carrier, activity=name),
+        ):
+            try:
+                return activity(payload)
+            except Exception:
+                tel.count("desk.activity.retries", activity=name)
+                raise
+            finally:
+                tel.record(
+                    "desk.activity.duration", (time.perf_counter() - started) * 1000, activity=name
+                )
+
+    return run
+
+
 def _ids(payload: Mapping[str, Any]) -> list[str]:
     ids = require(payload, "client_order_ids")
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -36,6 +79,7 @@ def _ids(payload: Mapping[str, Any]) -> list[str]:
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def submit_order(payload: dict[str, Any]) -> dict[str, Any]:
     """One leg to the broker (a ``LegRequest``); the audit entries the orchestration decided
     on the way are written first, in one append."""
@@ -43,12 +87,18 @@ def submit_order(payload: dict[str, Any]) -> dict[str, Any]:
     request = LegRequest.from_dict(payload)
     _record_entries(svc, list(request.audit), request.ts)
     outcome = service.submit_order(
-        svc, request.intent_id, request.leg, ts=request.ts, ts_wall_created=request.ts_wall_created
+        svc,
+        request.intent_id,
+        request.leg,
+        ts=request.ts,
+        ts_wall_created=request.ts_wall_created,
+        reference_price=request.reference_price,
     )
     return outcome.to_dict()
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
     """A bracket's take-profit and stop-loss: one OCO order where the broker has them,
     else two orders the orchestration links (``native`` says which)."""
@@ -78,18 +128,21 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def sync_orders(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ts = parse_ts(require(payload, "ts"), "ts")
     return [o.to_dict() for o in service.sync_orders(services(), _ids(payload), ts=ts)]
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def cancel_orders(payload: dict[str, Any]) -> list[dict[str, Any]]:
     ts = parse_ts(require(payload, "ts"), "ts")
     return [o.to_dict() for o in service.cancel_orders(services(), _ids(payload), ts=ts)]
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def record_audit(payload: dict[str, Any]) -> int:
     """Audit records decided by an orchestration: ``entries`` (``domain.audit.Entry``), all
     at ``ts``."""
@@ -101,15 +154,28 @@ def record_audit(payload: dict[str, Any]) -> int:
 
 
 def _record_entries(svc: Services, entries: list[Mapping[str, Any]], ts: datetime) -> int:
-    return audit.append_many(
-        svc.store,
-        partition=svc.settings.account,
-        ts_recorded=ts,
-        entries=[audit.Entry.from_dict(entry) for entry in entries],
+    parsed = [audit.Entry.from_dict(entry) for entry in entries]
+    added = audit.append_many(
+        svc.store, partition=svc.settings.account, ts_recorded=ts, entries=parsed
     )
+    if added:
+        _count_denials(parsed)
+    return added
+
+
+def _count_denials(entries: list[audit.Entry]) -> None:
+    """Risk denials, by reason, from the decisions an orchestration audits."""
+    tel = telemetry()
+    for entry in entries:
+        payload = entry.payload or {}
+        if entry.kind is audit.AuditKind.RISK_DECISION and not payload.get("approved"):
+            for reason in payload.get("reasons") or []:
+                code = reason.get("code") if isinstance(reason, Mapping) else None
+                tel.count("desk.risk_denials", reason=str(code or "unknown"))
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def reconcile_books(payload: dict[str, Any]) -> dict[str, Any]:
     """The books against the broker: what it proves is booked; see ``operations.reconcile``."""
     ts = parse_ts(require(payload, "ts"), "ts")
@@ -121,6 +187,7 @@ def reconcile_books(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload")
+@observed
 def flatten_positions(payload: dict[str, Any]) -> list[dict[str, Any]]:
     svc = services()
     tag = require_str(payload, "tag", max_len=80)

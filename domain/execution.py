@@ -237,6 +237,8 @@ class TradeRequest:
     cancelled. ``poll_interval_s``: how often the broker is asked when no update arrives.
     ``ts_wall_created``: when the request was made, on the wall clock, for latency figures.
     ``initial_limits``: the configured limits, for an account that has never been given any.
+    ``trace``: the trace context of the work that made the request (W3C ``traceparent``),
+    so the orders it leads to join that trace.
     """
 
     intent: OrderIntent
@@ -247,6 +249,7 @@ class TradeRequest:
     poll_interval_s: int = 2
     ts_wall_created: float | None = None
     initial_limits: RiskLimits | None = None
+    trace: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         for name in ("approval_timeout_s", "entry_timeout_s", "exit_timeout_s", "poll_interval_s"):
@@ -267,6 +270,7 @@ class TradeRequest:
             "initial_limits": None
             if self.initial_limits is None
             else self.initial_limits.to_dict(),
+            "trace": None if self.trace is None else dict(self.trace),
         }
 
     def reserve_payload(self) -> dict[str, Any]:
@@ -298,7 +302,25 @@ class TradeRequest:
                 if limits is None
                 else RiskLimits.from_dict({k: v for k, v in limits.items() if v is not None})
             ),
+            trace=_trace(data.get("trace")),
         )
+
+
+def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal:
+    """How much worse than ``reference`` a fill at ``price`` is, in basis points (negative:
+    better). A buy is worse above the reference, a sell below it."""
+    if reference <= 0:
+        raise ValidationError("reference_price", "must be positive")
+    return (price - reference) * side.sign / reference * 10_000
+
+
+def _trace(value: object) -> dict[str, str] | None:
+    """A trace carrier: a few short string headers, or nothing (a bad one is dropped, not
+    refused: tracing never stops a trade)."""
+    if not isinstance(value, Mapping) or len(value) > 4:
+        return None
+    carrier = {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+    return carrier if carrier and all(len(v) <= 512 for v in carrier.values()) else None
 
 
 MISSING = "missing"  # the broker does not know the order (yet)
@@ -369,14 +391,20 @@ class LegRequest:
     ts: datetime
     ts_wall_created: float | None = None
     audit: tuple[Mapping[str, Any], ...] = ()
+    trace: Mapping[str, str] | None = None
+    reference_price: Decimal | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "reference_price": (
+                None if self.reference_price is None else dec_str(self.reference_price)
+            ),
             "intent_id": self.intent_id,
             "leg": self.leg.to_dict(),
             "ts": ts_str(self.ts),
             "ts_wall_created": self.ts_wall_created,
             "audit": [dict(entry) for entry in self.audit],
+            "trace": None if self.trace is None else dict(self.trace),
         }
 
     @classmethod
@@ -388,12 +416,17 @@ class LegRequest:
         if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
             raise ValidationError("audit", "must be a list of objects")
         wall = data.get("ts_wall_created")
+        reference = data.get("reference_price")
         return cls(
             intent_id=require_str(data, "intent_id"),
             leg=OrderLeg.from_dict(leg),
             ts=parse_ts(require(data, "ts"), "ts"),
             ts_wall_created=None if wall is None else float(wall),
             audit=tuple(entries),
+            trace=_trace(data.get("trace")),
+            reference_price=(
+                None if reference is None else parse_decimal(reference, "reference_price")
+            ),
         )
 
 

@@ -376,6 +376,9 @@ class Order:
     version: int = 0
     account: str | None = None
     ts_created: datetime | None = None
+    # The price the order was decided at (the signal's, or a manual order's reference):
+    # what its fills are measured against for slippage.
+    reference_price: Decimal | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -437,6 +440,9 @@ class Order:
             "version": self.version,
             "account": self.account,
             "ts_created": None if self.ts_created is None else ts_str(self.ts_created),
+            "reference_price": (
+                None if self.reference_price is None else dec_str(self.reference_price)
+            ),
         }
 
     @classmethod
@@ -444,6 +450,7 @@ class Order:
         avg = data.get("avg_fill_price")
         ts = data.get("ts_updated")
         created = data.get("ts_created")
+        reference = data.get("reference_price")
         return cls(
             client_order_id=require_str(data, "client_order_id", max_len=MAX_CLIENT_ORDER_ID),
             intent_id=require_str(data, "intent_id"),
@@ -460,6 +467,9 @@ class Order:
             version=int(data.get("version", 0)),
             account=data.get("account"),
             ts_created=None if created is None else parse_ts(created, "ts_created"),
+            reference_price=(
+                None if reference is None else parse_positive_decimal(reference, "reference_price")
+            ),
         )
 
     @classmethod

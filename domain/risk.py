@@ -244,6 +244,42 @@ class RiskState:
         position = self.positions.get(symbol)
         return ZERO if position is None else position.quantity * mark
 
+    def utilisation(self, now: datetime) -> dict[str, Decimal]:
+        """How much of each configured limit is in use, as a fraction (1 = at the limit):
+        positions marked at the last trade, reservations included, the order rate over the
+        last minute to ``now``, the day's realised loss. Limits not set are left out."""
+        limits = self.limits
+        pending = self._pending()
+        marks = {s: self.last_price.get(s, p.avg_price) for s, p in self.positions.items()}
+        per_symbol = {
+            s: abs(self._position_notional(s, mark) + pending.get(s, ZERO))
+            for s, mark in marks.items()
+        }
+        for symbol, notional in pending.items():
+            per_symbol.setdefault(symbol, abs(notional))
+        used: dict[str, tuple[Decimal, Decimal | int | None]] = {
+            "max_position_notional": (
+                max(per_symbol.values(), default=ZERO),
+                limits.max_position_notional,
+            ),
+            "max_gross_exposure": (
+                sum((abs(self._position_notional(s, m)) for s, m in marks.items()), ZERO)
+                + sum((abs(v) for v in pending.values()), ZERO),
+                limits.max_gross_exposure,
+            ),
+            "max_open_orders": (Decimal(self.open_orders()), limits.max_open_orders),
+            "max_orders_per_minute": (
+                Decimal(sum(1 for t in self.order_times if t > now - RATE_WINDOW)),
+                limits.max_orders_per_minute,
+            ),
+            "daily_loss_limit": (max(-self.realized_today, ZERO), limits.daily_loss_limit),
+        }
+        return {
+            name: (value / Decimal(limit)).quantize(Decimal("0.0001"))
+            for name, (value, limit) in used.items()
+            if limit is not None and limit > 0
+        }
+
     # -- operations ------------------------------------------------------------------------
 
     def check(self, request: ReserveRequest) -> list[Denial]:

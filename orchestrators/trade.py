@@ -155,6 +155,8 @@ def _submit(run: _Run, legs: list[Any], *, timed: bool = False) -> Steps:
                 ts=context.current_utc_datetime,
                 ts_wall_created=run.request.ts_wall_created if timed else None,
                 audit=tuple(run.take_pending()) if index == 0 else (),
+                trace=run.request.trace,
+                reference_price=run.intent.reference_prices.get(leg.symbol),
             ).to_dict(),
         )
         for index, leg in enumerate(legs)

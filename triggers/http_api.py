@@ -22,11 +22,12 @@ import azure.functions as func
 from activities import service
 from adapters.bootstrap import services
 from adapters.durable_client import instance_exists, start_once
+from adapters.observability import telemetry
 from domain.audit import AuditKind
 from domain.errors import ValidationError
 from domain.execution import TradeRequest
 from domain.manual import ManualOrder, parse_idempotency_key
-from domain.risk import RiskLimits
+from domain.risk import RiskLimits, RiskState
 from domain.serde import dec_str, parse_ts, require_str, ts_str
 from triggers import openapi
 from triggers.blueprint import bp
@@ -38,6 +39,7 @@ RISK_ENTITY = "RiskEntity"
 FLATTEN_ORCHESTRATOR = "flatten"
 TERMINAL = {"Completed", "Failed", "Terminated", "Canceled"}
 SHOWN_PLACES = Decimal("0.000001")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 Handler = Callable[..., Awaitable[func.HttpResponse]]
 
 
@@ -421,6 +423,28 @@ async def health(req: func.HttpRequest, client: df.DurableOrchestrationClient) -
         checks["ingest"] = processor().counters.to_dict()
     return reply(
         {"status": "ok" if healthy else "degraded", "checks": checks}, 200 if healthy else 503
+    )
+
+
+@desk_route("metrics", ["GET"], func.AuthLevel.FUNCTION)
+async def metrics(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Prometheus text: what this instance counted, and the account's risk gauges read now
+    from its entity (each instance of a scaled-out app counts its own; Application Insights
+    has the sum)."""
+    account = services().settings.account
+    tel = telemetry()
+    state = await client.read_entity_state(df.EntityId(RISK_ENTITY, account))
+    if state.entity_exists and isinstance(state.entity_state, dict):
+        risk = RiskState.from_dict(state.entity_state)
+        for limit, used in risk.utilisation(_now()).items():
+            tel.gauge("desk.risk.utilisation", float(used), account=account, limit=limit)
+        tel.gauge("desk.halted", 1.0 if risk.halted else 0.0, account=account)
+    return func.HttpResponse(
+        tel.prometheus(),
+        status_code=200,
+        headers={"Content-Type": PROMETHEUS_TEXT, "Cache-Control": "no-store"},
     )
 
 

@@ -281,6 +281,18 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json("healthy"), "503": _json("degraded")},
                 }
             },
+            "/api/metrics": {
+                "get": {
+                    "summary": "This instance's metrics in the Prometheus text format",
+                    "responses": {
+                        "200": {
+                            "description": "counters, histograms and gauges",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": {"description": "a function key is required"},
+                    },
+                }
+            },
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document (anonymous)",

@@ -20,6 +20,7 @@ import azure.functions as func
 from activities.signals import RawEvent, SignalProcessor
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_claimed
+from adapters.observability import Telemetry, correlated, telemetry
 from triggers.blueprint import bp
 
 log = logging.getLogger("desk.ticks")
@@ -92,22 +93,37 @@ def _batch_lock() -> asyncio.Lock:
 
 
 async def _process(events: list[RawEvent], client: df.DurableOrchestrationClient) -> None:
+    tel = telemetry()
+    with tel.span("ticks", events=str(len(events))):
+        await _process_traced(events, client, tel)
+
+
+async def _process_traced(
+    events: list[RawEvent], client: df.DurableOrchestrationClient, tel: Telemetry
+) -> None:
     desk = processor()
     now = datetime.now(UTC)
     batch = desk.ingest(events, now=now)
+    carrier = tel.carrier()
     try:
         desk.audit_signals(batch, now=now)
         for request in batch.requests:
-            await start_claimed(
-                client,
-                desk.svc.store,
-                TRADE_ORCHESTRATOR,
-                request.intent.intent_id,
-                request.to_dict(),
-            )
+            with correlated(intent_id=request.intent.intent_id, account=request.intent.account):
+                await start_claimed(
+                    client,
+                    desk.svc.store,
+                    TRADE_ORCHESTRATOR,
+                    request.intent.intent_id,
+                    {**request.to_dict(), "trace": carrier},
+                )
     except Exception:
         desk.abandon(batch)
         raise
+    tel.count("desk.ticks", batch.ticks)
+    tel.count("desk.dead_letters", batch.dead_letters)
+    tel.count("desk.duplicates", batch.duplicates)
+    tel.count("desk.signals", len(batch.signals))
+    tel.count("desk.intents", len(batch.requests))
     for update in batch.order_updates:
         instance_id = update.client_order_id.split(":", 1)[0]
         try:

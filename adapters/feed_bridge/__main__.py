@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -27,6 +26,7 @@ from adapters.feed_bridge.bridge import (
     FeedBridge,
 )
 from adapters.feed_bridge.publisher import EventHubProducers
+from adapters.observability import log_to_stderr
 from domain.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", default=None, help="comma-separated (default FEED_SYMBOLS)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    log_to_stderr(args.log_level)
     try:
         settings = BridgeSettings.from_environ(os.environ, symbols=args.symbols)
         hubs = [TICKS_HUB] + ([TRADE_UPDATES_HUB] if settings.trade_updates else [])

@@ -163,3 +163,13 @@ def test_oco_leg_ids_pair_up() -> None:
     assert oco_stop_loss_id("int-1:tp") == "int-1:sl"
     assert oco_take_profit_id("int-1:sl") == "int-1:tp"
     assert oco_stop_loss_id("int-1:entry") is None and oco_take_profit_id("sl") is None
+
+
+def test_slippage_is_positive_when_a_fill_is_worse_than_its_reference() -> None:
+    from domain.execution import slippage_bps
+
+    assert slippage_bps(Side.BUY, D("100.10"), D(100)) == D(10)
+    assert slippage_bps(Side.SELL, D("100.10"), D(100)) == D(-10)
+    assert slippage_bps(Side.SELL, D("99.5"), D(100)) == D(50)
+    with pytest.raises(ValidationError):
+        slippage_bps(Side.BUY, D(1), D(0))

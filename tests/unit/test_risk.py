@@ -283,3 +283,29 @@ def test_state_saved_before_the_configured_flag_keeps_its_limits() -> None:
     after, result = apply_operation(legacy, "reserve", request, account="a")
     assert result["approved"] is True
     assert after["limits"]["max_order_quantity"] == "50"
+
+
+def test_utilisation_says_how_much_of_each_configured_limit_is_in_use() -> None:
+    entity = Entity(
+        max_gross_exposure="10000",
+        max_position_notional="4000",
+        max_open_orders=4,
+        max_orders_per_minute=10,
+        daily_loss_limit="1000",
+    )
+    assert entity.codes(request("int-1", leg("AAPL", "buy", "10", "100"))) == []
+    entity.fill("x-1", "int-1", "buy", "10", "100")
+    assert entity.codes(request("int-2", leg("MSFT", "buy", "5", "400"))) == []  # still open
+    entity.fill("x-2", "int-1", "sell", "10", "90")  # a realised loss of 100
+    assert entity.state is not None
+    used = RiskState.from_dict(entity.state).utilisation(T0 + timedelta(seconds=30))
+    assert used == {
+        "max_position_notional": Decimal("0.5"),  # MSFT 2,000 reserved of 4,000
+        "max_gross_exposure": Decimal("0.2"),
+        "max_open_orders": Decimal("0.25"),
+        "max_orders_per_minute": Decimal("0.2"),
+        "daily_loss_limit": Decimal("0.1"),
+    }
+    later = RiskState.from_dict(entity.state).utilisation(T0 + timedelta(minutes=5))
+    assert later["max_orders_per_minute"] == 0
+    assert RiskState(ACCOUNT).utilisation(T0) == {}  # no limits, nothing to measure
