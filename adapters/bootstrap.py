@@ -23,6 +23,7 @@ from domain.errors import ValidationError
 from domain.ports import ArchiveStore, Books, Broker, Clock
 from domain.risk import RiskLimits
 from domain.serde import parse_positive_decimal
+from domain.signing import check_secret
 
 T = TypeVar("T")
 
@@ -88,6 +89,11 @@ def _bool_setting(environ: Mapping[str, str], name: str) -> bool:
     if text in ("1", "true", "yes"):
         return True
     raise ValidationError(name, f"must be true or false, got {text[:20]!r}")
+
+
+def _webhook_key(environ: Mapping[str, str], name: str) -> bytes | None:
+    secret = (environ.get(name) or "").strip()
+    return check_secret(secret, name) if secret else None
 
 
 def _within(setting: str, parse: Callable[[], T]) -> T:
@@ -169,6 +175,8 @@ class Settings:
     archive_connection: str | None = field(default=None, repr=False)
     archive_url: str | None = None
     archive_container: str = "audit-archive"
+    # The key that signs trade updates posted to the app's webhook (unset: no webhook).
+    webhook_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -219,6 +227,7 @@ class Settings:
             archive_connection=(environ.get("AUDIT_ARCHIVE") or None),
             archive_url=(environ.get("AUDIT_ARCHIVE__serviceUri") or None),
             archive_container=(environ.get("AUDIT_ARCHIVE_CONTAINER") or "audit-archive"),
+            webhook_key=_webhook_key(environ, "TRADE_UPDATES_WEBHOOK_SECRET"),
         )
 
 

@@ -590,6 +590,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     keyVaultReferenceIdentity: identity.id
     siteConfig: {
       minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      // No browser origin may call the API: the dashboard is served by the app itself.
+      cors: {
+        allowedOrigins: []
+        supportCredentials: false
+      }
     }
     functionAppConfig: {
       deployment: {

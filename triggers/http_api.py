@@ -95,10 +95,15 @@ def desk_route(
     return decorate
 
 
+MAX_BODY_BYTES = 64 * 1024  # a manual order is a few hundred bytes
+
+
 def body_of(req: func.HttpRequest) -> Any:
     raw = req.get_body()
     if not raw:
         raise HttpError(400, "body", "a JSON body is required")
+    if len(raw) > MAX_BODY_BYTES:
+        raise HttpError(413, "body", f"larger than {MAX_BODY_BYTES} bytes")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError):

@@ -281,6 +281,28 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _json("healthy"), "503": _json("degraded")},
                 }
             },
+            "/api/webhooks/trade-updates": {
+                "post": {
+                    "summary": "One trade update, signed with the webhook secret (HMAC)",
+                    "security": [],
+                    "parameters": [
+                        {"name": "X-Desk-Timestamp", "in": "header", "schema": {"type": "string"}},
+                        {"name": "X-Desk-Signature", "in": "header", "schema": {"type": "string"}},
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "202": {"description": "the orchestration owning the order is woken"},
+                        "400": _error("not a trade update"),
+                        "401": _error("unsigned, badly signed or stale"),
+                        "404": _error("the webhook is not enabled"),
+                        "409": _error("a replay of a request already taken"),
+                        "413": _error("too large"),
+                    },
+                }
+            },
             "/api/metrics": {
                 "get": {
                     "summary": "This instance's metrics in the Prometheus text format",

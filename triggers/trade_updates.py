@@ -5,6 +5,10 @@ An update only says "look again": the orchestration asks the broker and books wh
 finds, so a lost, repeated or reordered update costs a poll, never a wrong book. Malformed
 events are dead-lettered and the batch goes on; an update for an order no orchestration owns
 (placed elsewhere, or finished) is ignored.
+
+The same updates may instead be posted to ``POST /api/webhooks/trade-updates``, signed with
+``TRADE_UPDATES_WEBHOOK_SECRET`` (``domain.signing``): a request that is unsigned, badly
+signed, stale or a replay of one already taken is refused before anything is read from it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import orjson
 
 from activities import service
 from adapters.bootstrap import services
+from domain import signing
 from domain.audit import AuditKind
 from domain.errors import ValidationError
 from domain.serde import require, require_str
@@ -76,8 +81,59 @@ async def trade_updates(
                 payload={**error.to_dict(), "raw": raw.body[:1024].decode("utf-8", "replace")},
             )
             continue
-        instance_id = update["client_order_id"].split(":", 1)[0]
-        try:
-            await client.raise_event(instance_id, ORDER_UPDATE_EVENT, update)
-        except Exception as error:  # not ours, or finished: the books are reconciled anyway
-            log.info("update for %s not delivered: %s", instance_id, error)
+        await wake(client, update)
+
+
+async def wake(client: df.DurableOrchestrationClient, update: dict[str, str]) -> None:
+    """Tell the orchestration owning the order to look again."""
+    instance_id = update["client_order_id"].split(":", 1)[0]
+    try:
+        await client.raise_event(instance_id, ORDER_UPDATE_EVENT, update)
+    except Exception as error:  # not ours, or finished: the books are reconciled anyway
+        log.info("update for %s not delivered: %s", instance_id, error)
+
+
+MAX_WEBHOOK_BYTES = 16 * 1024  # one trade update is about 2 KB
+
+
+def _refusal(status: int, field: str, reason: str) -> func.HttpResponse:
+    return func.HttpResponse(
+        orjson.dumps({"error": {"field": field, "reason": reason}}),
+        status_code=status,
+        mimetype="application/json",
+    )
+
+
+@bp.route(route="webhooks/trade-updates", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.durable_client_input(client_name="client")
+async def trade_update_webhook(
+    req: func.HttpRequest, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """One signed trade update. Anonymous to the host: the signature is the authentication."""
+    svc = services()
+    key = svc.settings.webhook_key
+    if key is None:
+        return _refusal(404, "webhook", "not enabled (TRADE_UPDATES_WEBHOOK_SECRET is unset)")
+    body = req.get_body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        return _refusal(413, "body", f"larger than {MAX_WEBHOOK_BYTES} bytes")
+    now = datetime.now(UTC)
+    try:
+        checked = signing.verify(
+            key,
+            body,
+            req.headers.get(signing.TIMESTAMP_HEADER),
+            req.headers.get(signing.SIGNATURE_HEADER),
+            now=now,
+        )
+    except ValidationError as error:
+        log.warning("trade-update webhook refused: %s", error)
+        return _refusal(401, error.field, error.reason)
+    if not svc.store.claim(f"webhook:{checked}", {"ts": now.isoformat()}, ts=now).created:
+        return _refusal(409, signing.SIGNATURE_HEADER, "already taken (a replay)")
+    try:
+        update = order_of(body)
+    except ValidationError as error:
+        return _refusal(400, error.field, error.reason)
+    await wake(client, update)
+    return func.HttpResponse(status_code=202)

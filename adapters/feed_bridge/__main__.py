@@ -25,7 +25,12 @@ from adapters.feed_bridge.bridge import (
     ExitCode,
     FeedBridge,
 )
-from adapters.feed_bridge.publisher import EventHubProducers
+from adapters.feed_bridge.publisher import (
+    ByHub,
+    EventHubProducer,
+    Producer,
+    SignedWebhookProducer,
+)
 from adapters.observability import log_to_stderr
 from domain.errors import ValidationError
 
@@ -67,12 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     log_to_stderr(args.log_level)
     try:
         settings = BridgeSettings.from_environ(os.environ, symbols=args.symbols)
-        hubs = [TICKS_HUB] + ([TRADE_UPDATES_HUB] if settings.trade_updates else [])
-        clients = {hub: producer_client(os.environ, CONNECTIONS[hub], hub) for hub in hubs}
+        producers: dict[str, Producer] = {
+            TICKS_HUB: EventHubProducer(
+                producer_client(os.environ, CONNECTIONS[TICKS_HUB], TICKS_HUB)
+            )
+        }
+        if settings.trade_updates and settings.webhook_url and settings.webhook_key:
+            producers[TRADE_UPDATES_HUB] = SignedWebhookProducer(
+                settings.webhook_url, settings.webhook_key
+            )
+        elif settings.trade_updates:
+            producers[TRADE_UPDATES_HUB] = EventHubProducer(
+                producer_client(os.environ, CONNECTIONS[TRADE_UPDATES_HUB], TRADE_UPDATES_HUB)
+            )
     except ValidationError as error:
         print(f"feed bridge: {error.field}: {error.reason}", file=sys.stderr)
         return ExitCode.BAD_SETTINGS
-    return int(asyncio.run(_run(FeedBridge(settings, EventHubProducers(clients)))))
+    return int(asyncio.run(_run(FeedBridge(settings, ByHub(producers)))))
 
 
 async def _run(bridge: FeedBridge) -> ExitCode:

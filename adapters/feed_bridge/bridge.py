@@ -24,18 +24,19 @@ from adapters.feed_bridge.publisher import (
     DEFAULT_MAX_BYTES,
     BatchingPublisher,
     Producer,
+    utc_now,
 )
 from adapters.feed_bridge.streams import (
     StreamWatch,
     WatchedCryptoStream,
     WatchedStockStream,
     WatchedTradingStream,
-    utc_now,
 )
 from adapters.feed_bridge.wire import market_body, market_event, trade_update
 from domain.errors import ValidationError
 from domain.market import ParseError
 from domain.model import parse_symbol
+from domain.signing import check_secret
 
 log = logging.getLogger("desk.feed_bridge")
 
@@ -85,6 +86,9 @@ class BridgeSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 30.0
     status_every_s: float = 60.0
+    # Trade updates posted to the app's webhook, signed, instead of the trade-updates hub.
+    webhook_url: str | None = None
+    webhook_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def from_environ(
@@ -121,6 +125,17 @@ class BridgeSettings:
         if updates not in ("true", "false"):
             raise ValidationError("FEED_TRADE_UPDATES", "must be true or false")
         reconnect_min = _positive(environ, "FEED_RECONNECT_MIN_S", 1.0)
+        webhook_url = (environ.get("FEED_TRADE_UPDATES_WEBHOOK") or "").strip() or None
+        webhook_key = None
+        if webhook_url is not None:
+            if not webhook_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+                raise ValidationError("FEED_TRADE_UPDATES_WEBHOOK", "must be an https:// URL")
+            secret = (environ.get("TRADE_UPDATES_WEBHOOK_SECRET") or "").strip()
+            if not secret:
+                raise ValidationError(
+                    "TRADE_UPDATES_WEBHOOK_SECRET", "is needed to sign the webhook's requests"
+                )
+            webhook_key = check_secret(secret, "TRADE_UPDATES_WEBHOOK_SECRET")
         return cls(
             alpaca=alpaca,
             symbols=parsed,
@@ -136,6 +151,8 @@ class BridgeSettings:
             reconnect_min_s=reconnect_min,
             reconnect_max_s=max(reconnect_min, _positive(environ, "FEED_RECONNECT_MAX_S", 30.0)),
             status_every_s=_positive(environ, "FEED_STATUS_EVERY_S", 60.0),
+            webhook_url=webhook_url,
+            webhook_key=webhook_key,
         )
 
     @property

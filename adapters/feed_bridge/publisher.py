@@ -18,7 +18,8 @@ import random
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.eventhub import EventData, EventDataBatch
 
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from azure.eventhub.aio import EventHubProducerClient
 
 log = logging.getLogger("desk.feed_bridge")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
 
 DEFAULT_MAX_BYTES = 256 * 1024  # every Event Hubs tier takes this much in one send
 DEFAULT_LINGER_S = 0.02
@@ -54,18 +60,65 @@ class Producer(Protocol):
     async def close(self) -> None: ...
 
 
-class EventHubProducers:
-    """``Producer`` over one ``EventHubProducerClient`` per hub."""
+class EventHubProducer:
+    """``Producer`` over one hub's ``EventHubProducerClient``."""
 
-    def __init__(self, clients: Mapping[str, EventHubProducerClient]) -> None:
-        self._clients = dict(clients)
+    def __init__(self, client: EventHubProducerClient) -> None:
+        self._client = client
 
     async def send(self, batch: EventBatch) -> None:
-        await self._clients[batch.hub].send_batch(batch.sdk_batch)
+        await self._client.send_batch(batch.sdk_batch)
 
     async def close(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        await self._client.close()
+
+
+class ByHub:
+    """``Producer`` sending each hub's batches to that hub's producer."""
+
+    def __init__(self, producers: Mapping[str, Producer]) -> None:
+        self._producers = dict(producers)
+
+    async def send(self, batch: EventBatch) -> None:
+        await self._producers[batch.hub].send(batch)
+
+    async def close(self) -> None:
+        for producer in self._producers.values():
+            await producer.close()
+
+
+class SignedWebhookProducer:
+    """``Producer`` posting each event to an HTTPS webhook of the app, signed (HMAC, with a
+    timestamp: ``domain.signing``), instead of publishing it to a hub. A send is signed
+    afresh, so a retry is never stale; a 409 (already taken) counts as delivered, a 400
+    (refused as malformed) is logged and dropped, anything else is retried."""
+
+    def __init__(self, url: str, key: bytes, *, timeout_s: float = 10.0) -> None:
+        self._url = url
+        self._key = key
+        self._timeout_s = timeout_s
+        self._session: Any = None
+
+    async def send(self, batch: EventBatch) -> None:
+        import aiohttp
+
+        from domain.signing import sign
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s)
+            )
+        for body in batch.bodies:
+            headers = {"Content-Type": "application/json", **sign(self._key, body, utc_now())}
+            async with self._session.post(self._url, data=body, headers=headers) as response:
+                if response.status == 400:
+                    log.error("the webhook refused an update: %s", (await response.text())[:200])
+                elif response.status != 409 and not 200 <= response.status < 300:
+                    raise ConnectionError(f"the webhook answered {response.status}")
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
 
 
 def pack(

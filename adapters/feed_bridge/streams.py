@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgpack
@@ -229,7 +229,3 @@ class WatchedTradingStream(_Watched, TradingStream):
             self, key_id, secret, paper=paper, raw_data=True, url_override=url_override or ""
         )
         self._setup(watch, reconnect_min_s, reconnect_max_s)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -121,3 +121,21 @@ def test_pack_fills_batches_to_the_bound_in_order_and_sets_aside_what_cannot_fit
     # Each batch but the last is full: the next body would not have fitted.
     for batch, after in pairwise(batches):
         assert batch.size_in_bytes + len(after.bodies[0]) > 2048 - 64
+
+
+def test_a_webhook_for_trade_updates_needs_https_and_a_secret() -> None:
+    base = {**KEYS, "FEED_SYMBOLS": "AAPL", "FEED_TRADE_UPDATES_WEBHOOK": "https://desk/api/x"}
+    with pytest.raises(ValidationError) as missing:
+        BridgeSettings.from_environ(base)
+    assert missing.value.field == "TRADE_UPDATES_WEBHOOK_SECRET"
+    with pytest.raises(ValidationError) as plain:
+        BridgeSettings.from_environ(
+            {
+                **base,
+                "FEED_TRADE_UPDATES_WEBHOOK": "http://desk/api/x",
+                "TRADE_UPDATES_WEBHOOK_SECRET": "s" * 32,
+            }
+        )
+    assert plain.value.field == "FEED_TRADE_UPDATES_WEBHOOK"
+    settings = BridgeSettings.from_environ({**base, "TRADE_UPDATES_WEBHOOK_SECRET": "s" * 32})
+    assert settings.webhook_key == b"s" * 32 and "s" * 32 not in repr(settings)

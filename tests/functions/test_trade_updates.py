@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests
 
+from domain import signing
 from tests.functions.desk import Desk, make_desk
 
 
@@ -65,3 +67,83 @@ def test_bad_and_foreign_updates_cost_nothing(desk: Desk) -> None:
     assert desk.host.event_log.failed_batches() == []
     dead = [r for r in desk.store.records("ingest") if r.event_id.startswith("trade-updates:")]
     assert sorted(r.payload["field"] for r in dead) == ["body", "client_order_id", "order"]
+
+
+KEY = b"webhook-secret-for-tests-0123456789abcdef"
+
+
+@pytest.fixture
+def hooked(tmp_path: Path) -> Iterator[Desk]:
+    made = make_desk(tmp_path, poll_interval_s=600, entry_timeout_s=1200, webhook_key=KEY)
+    made.prices("AAPL", [100.0])
+    made.settle()
+    yield made
+    made.close()
+
+
+def post_signed(
+    desk: Desk, body: bytes, *, key: bytes = KEY, at: datetime | None = None, **headers: str
+) -> requests.Response:
+    signed = signing.sign(key, body, at or datetime.now(UTC))
+    return desk.http(
+        "POST",
+        "webhooks/trade-updates",
+        data=body,
+        headers={"Content-Type": "application/json", **signed, **headers},
+    )
+
+
+def test_a_signed_update_posted_to_the_webhook_wakes_the_orchestration(hooked: Desk) -> None:
+    body = {"symbol": "AAPL", "side": "buy", "quantity": "5", "order_type": "limit",
+            "limit_price": "99"}  # fmt: skip
+    intent_id = hooked.http("POST", "orders", json=body).json()["intent_id"]
+    hooked.settle(1)
+    simulator = hooked.services.simulator
+    assert simulator is not None
+    simulator.on_trade("AAPL", Decimal("98.5"), datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
+    hooked.settle(1)
+    signed_body = update(f"{intent_id}:entry")
+    response = post_signed(hooked, signed_body)
+    assert response.status_code == 202, response.text
+    hooked.settle(1)
+    final = hooked.status(intent_id)
+    assert final.output is not None and final.output["outcome"] == "completed"
+    again = post_signed(hooked, signed_body, at=None)  # same second, same signature
+    assert again.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("tamper", "status", "field"),
+    [
+        ("unsigned", 401, "X-Desk-Timestamp"),
+        ("wrong key", 401, "X-Desk-Signature"),
+        ("body changed", 401, "X-Desk-Signature"),
+        ("stale", 401, "X-Desk-Timestamp"),
+        ("too large", 413, "body"),
+    ],
+)
+def test_the_webhook_refuses_what_is_not_authentic_and_fresh(
+    hooked: Desk, tamper: str, status: int, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = update("int-someone:entry")
+    if tamper == "unsigned":
+        response = hooked.http("POST", "webhooks/trade-updates", data=body)
+    elif tamper == "wrong key":
+        response = post_signed(hooked, body, key=b"another-secret-another-secret-0123")
+    elif tamper == "body changed":
+        signed = signing.sign(KEY, body, datetime.now(UTC))
+        response = hooked.http(
+            "POST", "webhooks/trade-updates", data=body.replace(b"fill", b"new!"), headers=signed
+        )
+    elif tamper == "stale":
+        response = post_signed(hooked, body, at=datetime.now(UTC) - timedelta(minutes=6))
+    else:
+        response = post_signed(hooked, b"{" + b" " * 20_000 + b"}")
+    assert response.status_code == status
+    assert response.json()["error"]["field"] == field
+    assert KEY.decode() not in response.text + caplog.text
+
+
+def test_the_webhook_is_off_without_a_secret(desk: Desk) -> None:
+    response = post_signed(desk, update("int-1:entry"))
+    assert response.status_code == 404

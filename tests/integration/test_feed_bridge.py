@@ -23,7 +23,7 @@ import pytest
 
 from adapters.bootstrap import AlpacaSettings
 from adapters.feed_bridge.bridge import BridgeSettings, Channel, ExitCode, FeedBridge
-from adapters.feed_bridge.publisher import EventBatch
+from adapters.feed_bridge.publisher import ByHub, EventBatch, Producer, SignedWebhookProducer
 from devhost.live_feed import EventLogProducer
 from devhost.server import BackgroundServer
 from domain.market import Bar, Quote, Tick, parse_market_event
@@ -351,13 +351,18 @@ def test_the_command_names_a_bad_setting(streams: tuple[FakeAlpacaStreams, str])
     assert "FEED_CHANNELS" in done.stderr
 
 
+WEBHOOK_KEY = b"a-webhook-secret-of-at-least-32-bytes!"
+
+
+@pytest.mark.parametrize("transport", ["hub", "signed webhook"])
 def test_the_bridge_feeds_the_desk_under_devhost_end_to_end(
-    streams: tuple[FakeAlpacaStreams, str], tmp_path: Path
+    streams: tuple[FakeAlpacaStreams, str], tmp_path: Path, transport: str
 ) -> None:
     """Prints reach the ticks trigger, and a fill update wakes the orchestration owning the
-    order, which polls only every ten minutes: only the update explains a fill in seconds."""
+    order, which polls only every ten minutes: only the update explains a fill in seconds.
+    The update travels through the trade-updates hub, or is posted to the app's webhook."""
     fake, url = streams
-    desk = make_desk(tmp_path, poll_interval_s=600, entry_timeout_s=1200)
+    desk = make_desk(tmp_path, poll_interval_s=600, entry_timeout_s=1200, webhook_key=WEBHOOK_KEY)
     try:
         desk.prices("AAPL", [100.0])
         desk.settle()
@@ -373,10 +378,12 @@ def test_the_bridge_feeds_the_desk_under_devhost_end_to_end(
 
         fake.market_scripts = [[[trade("AAPL", 120.0, 10, T0 + timedelta(seconds=5), 1)]]]
         fake.trading_scripts = [[trade_update("fill", f"{intent_id}:entry", status="filled")]]
-        bridge = FeedBridge(
-            settings(url, symbols=("AAPL",), trade_updates=True),
-            EventLogProducer(desk.host.event_log),
-        )
+        local = EventLogProducer(desk.host.event_log)
+        producer: Producer = local
+        if transport == "signed webhook":
+            webhook = SignedWebhookProducer(desk.url("webhooks/trade-updates"), WEBHOOK_KEY)
+            producer = ByHub({"ticks": local, "trade-updates": webhook})
+        bridge = FeedBridge(settings(url, symbols=("AAPL",), trade_updates=True), producer)
         stop = threading.Event()
         outcome: list[ExitCode] = []
 
