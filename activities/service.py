@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from activities import alerting
 from adapters.bootstrap import Services
 from adapters.observability import telemetry
 from domain import audit
@@ -255,6 +256,7 @@ def submit_order(
     latency_ms = None if ts_wall_created is None else (time.time() - ts_wall_created) * 1000
     if latency_ms is not None and not resent:
         telemetry().record("desk.tick_to_submit", latency_ms)
+        alerting.observe(svc, alerting.LATENCY_METRIC, latency_ms, ts=ts)
     record(
         svc,
         AuditKind.ORDER_EVENT,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -21,9 +21,11 @@ from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
 from adapters.observability import correlated, telemetry
 from domain import audit
+from domain.alerts import reconciliation_alert, risk_breach_alert
 from domain.errors import ValidationError
 from domain.execution import LegOutcome, LegRequest
 from domain.orders import OrderLeg
+from domain.risk import DenialCode
 from domain.serde import parse_ts, require, require_str
 
 log = logging.getLogger("desk.reconcile")
@@ -183,6 +185,8 @@ def reconcile_books(payload: dict[str, Any]) -> dict[str, Any]:
     result = operations.reconcile(services(), ts=ts, run_id=None if run_id is None else str(run_id))
     if result.alerts:
         log.warning("reconciliation: %d alerts: %s", len(result.alerts), result.alerts)
+        svc = services()
+        svc.alerts.notify(reconciliation_alert(svc.settings.account, result.alerts, ts=ts))
     return result.to_dict()
 
 
@@ -202,5 +206,16 @@ def flatten_positions(payload: dict[str, Any]) -> list[dict[str, Any]]:
 async def start_flatten(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> str:
     """Start the account's flatten orchestration under a fixed id, unless it exists."""
     instance_id = require_str(payload, "instance_id", max_len=100)
-    await start_once(client, FLATTEN_ORCHESTRATOR, instance_id, dict(payload))
+    if await start_once(client, FLATTEN_ORCHESTRATOR, instance_id, dict(payload)):
+        svc = services()
+        reason = str(payload.get("reason") or "a risk limit")
+        svc.alerts.notify(
+            risk_breach_alert(
+                svc.settings.account,
+                code=DenialCode.DAILY_LOSS.value,
+                message=f"{reason}: trading halted, positions being flattened ({instance_id})",
+                ts=datetime.now(UTC),
+                critical=True,
+            )
+        )
     return instance_id

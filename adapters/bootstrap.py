@@ -17,8 +17,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
+from adapters.alert_webhook import AlertSettings, NullNotifier, build_notifier
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from adapters.sqlite_store import SqliteStore
+from domain.alerts import AlertSink
 from domain.errors import ValidationError
 from domain.ports import ArchiveStore, Books, Broker, Clock
 from domain.risk import RiskLimits
@@ -177,6 +179,7 @@ class Settings:
     archive_container: str = "audit-archive"
     # The key that signs trade updates posted to the app's webhook (unset: no webhook).
     webhook_key: bytes | None = field(default=None, repr=False)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -228,6 +231,7 @@ class Settings:
             archive_url=(environ.get("AUDIT_ARCHIVE__serviceUri") or None),
             archive_container=(environ.get("AUDIT_ARCHIVE_CONTAINER") or "audit-archive"),
             webhook_key=_webhook_key(environ, "TRADE_UPDATES_WEBHOOK_SECRET"),
+            alerts=AlertSettings.from_environ(environ),
         )
 
 
@@ -237,6 +241,9 @@ class Services:
     store: Books
     broker: Broker
     clock: Clock = field(default_factory=SystemClock)
+    alerts: AlertSink = field(default_factory=NullNotifier)
+    # Spike detectors by metric (see activities.alerting), kept for the process's life.
+    spikes: dict[str, Any] = field(default_factory=dict)
     _archive: ArchiveStore | None = None
 
     def archive(self) -> ArchiveStore | None:
@@ -318,6 +325,7 @@ def build(settings: Settings) -> Services:
         settings=settings,
         store=build_store(settings),
         broker=build_broker(settings),
+        alerts=build_notifier(settings.alerts),
     )
 
 
@@ -344,4 +352,5 @@ def reset() -> None:
     with _lock:
         if _current is not None:
             _current.store.close()
+            _current.alerts.close(timeout=2.0)
         _current = None

@@ -23,6 +23,7 @@ from activities import service
 from adapters.bootstrap import services
 from adapters.durable_client import instance_exists, start_once
 from adapters.observability import telemetry
+from domain.alerts import kill_switch_alert
 from domain.audit import AuditKind
 from domain.errors import ValidationError
 from domain.execution import TradeRequest
@@ -389,9 +390,11 @@ async def killswitch(
     entity = df.EntityId(RISK_ENTITY, account)
     if action == "resume":
         service.set_halt(svc, False, reason, ts=now)
+        svc.alerts.notify(kill_switch_alert(account, halted=False, reason=reason, ts=now))
         await client.signal_entity(entity, "resume", {})
         return reply({"account": account, "halted": False})
     service.set_halt(svc, True, reason, ts=now)
+    svc.alerts.notify(kill_switch_alert(account, halted=True, reason=reason, ts=now))
     await client.signal_entity(entity, "halt", {"reason": reason})
     instance_id = f"flatten-{account}-{now.strftime('%Y%m%dT%H%M%S%f')}-kill"
     await start_once(

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import azure.durable_functions as df
 import azure.functions as func
 
+from activities import alerting
 from activities.signals import RawEvent, SignalProcessor
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_claimed
@@ -124,6 +125,8 @@ async def _process_traced(
     tel.count("desk.duplicates", batch.duplicates)
     tel.count("desk.signals", len(batch.signals))
     tel.count("desk.intents", len(batch.requests))
+    if events:
+        alerting.observe(desk.svc, alerting.ERROR_METRIC, batch.dead_letters / len(events), ts=now)
     for update in batch.order_updates:
         instance_id = update.client_order_id.split(":", 1)[0]
         try:

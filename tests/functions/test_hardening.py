@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -24,7 +25,7 @@ def exercise(desk: Desk) -> list[requests.Response]:
     """Every route, the happy path and the failing ones."""
     desk.prices("AAPL", [100.0, 100.0, 100.0, 101.0])
     desk.settle(5)
-    calls = [
+    calls: list[tuple[str, str, dict[str, Any], bool]] = [
         ("POST", "orders", {"json": {"symbol": "AAPL", "side": "buy", "quantity": "1"}}, False),
         ("POST", "orders", {"data": b"{not json"}, False),
         ("POST", "orders", {"json": {"symbol": "AAPL", "side": "buy", "quantity": "-1"}}, False),
