@@ -24,7 +24,17 @@ $(NODE_STAMP): $(SERVERS)/package.json $(SERVERS)/package-lock.json
 	npm ci --prefix $(SERVERS) --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-test: $(STAMP) $(NODE_STAMP)
+# Headless Chromium for the dashboard's browser test (tests/e2e): Debian's package.
+CHROMIUM_STAMP := $(VENV)/.chromium
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+$(CHROMIUM_STAMP): $(STAMP)
+	command -v chromium >/dev/null 2>&1 \
+		|| DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium)
+	touch $(CHROMIUM_STAMP)
+
+test: $(STAMP) $(NODE_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
@@ -58,4 +68,4 @@ bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench.stores
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .desk
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .desk tests/e2e/artifacts

@@ -9,11 +9,21 @@ lock since activities run on a thread pool.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from adapters.bootstrap import Services
-from domain.alerts import AlertKind, SpikeDetector, spike_alert
+from domain.alerts import (
+    AlertKind,
+    SpikeDetector,
+    flatten_incomplete_alert,
+    risk_breach_alert,
+    spike_alert,
+    trade_failed_alert,
+)
+from domain.audit import AuditKind, Entry
+from domain.risk import DenialCode
 
 LATENCY_METRIC = "tick_to_submit_ms"
 ERROR_METRIC = "dead_letter_share"
@@ -45,3 +55,46 @@ def observe(svc: Services, metric: str, value: float, *, ts: datetime) -> None:
         svc.alerts.notify(
             spike_alert(KINDS[metric], account, metric, signal, ts=ts, unit=UNITS[metric])
         )
+
+
+def from_audit(svc: Services, entries: list[Entry], *, ts: datetime) -> None:
+    """Alerts for audited events worth a person's attention: a risk limit denying orders
+    (a halt is announced by the kill switch itself), a trade that failed, a flatten that
+    left orders open."""
+    account = svc.settings.account
+    for item in entries:
+        payload = item.payload or {}
+        if item.kind is AuditKind.RISK_DECISION and not payload.get("approved"):
+            for reason in payload.get("reasons") or []:
+                if not isinstance(reason, Mapping) or reason.get("code") == DenialCode.HALTED:
+                    continue
+                svc.alerts.notify(
+                    risk_breach_alert(
+                        account,
+                        code=str(reason.get("code")),
+                        message=str(reason.get("message") or ""),
+                        ts=ts,
+                    )
+                )
+        elif item.kind is AuditKind.INTENT and item.event_id.endswith(":failed"):
+            svc.alerts.notify(
+                trade_failed_alert(
+                    account,
+                    intent_id=item.event_id.removesuffix(":failed"),
+                    error=str(payload.get("error") or ""),
+                    ts=ts,
+                )
+            )
+        elif (
+            item.kind is AuditKind.ALERT
+            and item.event_id.endswith(":flattened")
+            and payload.get("closed") is False
+        ):
+            svc.alerts.notify(
+                flatten_incomplete_alert(
+                    account,
+                    reason=str(payload.get("reason") or "flatten"),
+                    open_orders={"orders": payload.get("orders")},
+                    ts=ts,
+                )
+            )

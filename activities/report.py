@@ -12,7 +12,7 @@ from domain.audit import AuditKind
 from domain.serde import dec_str
 
 
-def _percentile(values: list[float], share: float) -> float:
+def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(share * (len(ordered) - 1))))
     return ordered[index]
@@ -63,7 +63,7 @@ def session_report(svc: Services | None = None) -> str:
     if latencies:
         lines.append(
             f"  tick-to-submit       p50 {statistics.median(latencies):.2f} ms, "
-            f"p99 {_percentile(latencies, 0.99):.2f} ms over {len(latencies)} orders"
+            f"p99 {percentile(latencies, 0.99):.2f} ms over {len(latencies)} orders"
         )
     realized = unrealized = Decimal(0)
     lines.append("  positions")

@@ -144,8 +144,11 @@ def _audit_changes(
             waited = (fill.ts_filled - before.ts_created).total_seconds() * 1000
             tel.record("desk.submit_to_fill", max(waited, 0.0))
         if before.reference_price is not None:
-            slipped = slippage_bps(fill.side, fill.price, before.reference_price)
-            tel.record("desk.slippage", float(slipped), symbol=fill.symbol)
+            slipped = float(slippage_bps(fill.side, fill.price, before.reference_price))
+            if slipped >= 0:
+                tel.record("desk.slippage", slipped, symbol=fill.symbol)
+            else:
+                tel.record("desk.price_improvement", -slipped, symbol=fill.symbol)
         record(
             svc,
             AuditKind.FILL,

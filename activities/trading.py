@@ -15,7 +15,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import operations, service
+from activities import alerting, operations, service
 from activities.blueprint import bp
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
@@ -162,6 +162,7 @@ def _record_entries(svc: Services, entries: list[Mapping[str, Any]], ts: datetim
     )
     if added:
         _count_denials(parsed)
+        alerting.from_audit(svc, parsed, ts=ts)
     return added
 
 

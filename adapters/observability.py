@@ -158,8 +158,12 @@ INSTRUMENTS: dict[str, Instrument] = {
     "desk.submit_to_fill": Instrument(
         Kind.HISTOGRAM, "ms", "From an order's booking to each of its executions"
     ),
+    # Histograms take no negative values: a fill better than its reference is an improvement.
     "desk.slippage": Instrument(
-        Kind.HISTOGRAM, "bp", "Fill price against the price the order was decided at (+ worse)"
+        Kind.HISTOGRAM, "bp", "How much worse a fill is than the price it was decided at"
+    ),
+    "desk.price_improvement": Instrument(
+        Kind.HISTOGRAM, "bp", "How much better a fill is than the price it was decided at"
     ),
     "desk.activity.duration": Instrument(Kind.HISTOGRAM, "ms", "Activity run time"),
     "desk.activity.retries": Instrument(

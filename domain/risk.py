@@ -244,41 +244,17 @@ class RiskState:
         position = self.positions.get(symbol)
         return ZERO if position is None else position.quantity * mark
 
+    def pending_notional(self) -> dict[str, Decimal]:
+        """Signed notional still reserved per symbol (what open intents have not filled)."""
+        return self._pending()
+
+    def limit_uses(self, now: datetime) -> list[LimitUse]:
+        """Use of every configured limit, measured the way ``check`` measures it."""
+        return limit_uses(self, now=now)
+
     def utilisation(self, now: datetime) -> dict[str, Decimal]:
-        """How much of each configured limit is in use, as a fraction (1 = at the limit):
-        positions marked at the last trade, reservations included, the order rate over the
-        last minute to ``now``, the day's realised loss. Limits not set are left out."""
-        limits = self.limits
-        pending = self._pending()
-        marks = {s: self.last_price.get(s, p.avg_price) for s, p in self.positions.items()}
-        per_symbol = {
-            s: abs(self._position_notional(s, mark) + pending.get(s, ZERO))
-            for s, mark in marks.items()
-        }
-        for symbol, notional in pending.items():
-            per_symbol.setdefault(symbol, abs(notional))
-        used: dict[str, tuple[Decimal, Decimal | int | None]] = {
-            "max_position_notional": (
-                max(per_symbol.values(), default=ZERO),
-                limits.max_position_notional,
-            ),
-            "max_gross_exposure": (
-                sum((abs(self._position_notional(s, m)) for s, m in marks.items()), ZERO)
-                + sum((abs(v) for v in pending.values()), ZERO),
-                limits.max_gross_exposure,
-            ),
-            "max_open_orders": (Decimal(self.open_orders()), limits.max_open_orders),
-            "max_orders_per_minute": (
-                Decimal(sum(1 for t in self.order_times if t > now - RATE_WINDOW)),
-                limits.max_orders_per_minute,
-            ),
-            "daily_loss_limit": (max(-self.realized_today, ZERO), limits.daily_loss_limit),
-        }
-        return {
-            name: (value / Decimal(limit)).quantize(Decimal("0.0001"))
-            for name, (value, limit) in used.items()
-            if limit is not None and limit > 0
-        }
+        """The fraction of each limit with a standing use (1 = at the limit)."""
+        return {use.name: ratio for use in self.limit_uses(now) if (ratio := use.ratio) is not None}
 
     # -- operations ------------------------------------------------------------------------
 
@@ -611,3 +587,108 @@ def apply_operation(
     except ValidationError as error:
         return before, {"error": error.to_dict()}
     return working.to_dict(), result
+
+
+RATIO_PLACES = Decimal("0.0001")
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUse:
+    """One limit and how much of it is used now; ``used`` is None for limits that are
+    checked against each order on its own and have no standing use."""
+
+    name: str
+    limit: Decimal
+    used: Decimal | None
+    scope: str  # account, symbol or order
+    detail: str | None = None
+
+    @property
+    def ratio(self) -> Decimal | None:
+        if self.used is None or self.limit == 0:
+            return None
+        return (self.used / self.limit).quantize(RATIO_PLACES)
+
+    def to_dict(self) -> dict[str, Any]:
+        ratio = self.ratio
+        return {
+            "limit": self.name,
+            "scope": self.scope,
+            "value": dec_str(self.limit),
+            "used": (None if self.used is None else dec_str(self.used.quantize(CENT).normalize())),
+            "ratio": None if ratio is None else dec_str(ratio),
+            "detail": self.detail,
+        }
+
+
+def _notional(state: RiskState, symbol: str) -> Decimal:
+    """A held position's signed notional at the entity's last price for the symbol."""
+    position = state.positions[symbol]
+    return position.quantity * state.last_price.get(symbol, position.avg_price)
+
+
+def limit_uses(state: RiskState, *, now: datetime) -> list[LimitUse]:
+    """Use of every configured limit, measured the way the risk check measures it: open
+    positions at the entity's last prices plus the exposure still reserved for open
+    intents, orders placed in the minute before ``now``, the day's realised loss."""
+    limits = state.limits
+    pending = state.pending_notional()
+    uses = []
+    if limits.max_position_notional is not None:
+        symbol, largest = max(
+            ((s, abs(_notional(state, s) + pending.get(s, ZERO))) for s in state.positions),
+            key=lambda item: (item[1], item[0]),
+            default=(None, ZERO),
+        )
+        for other, reserved in pending.items():  # reserved for a symbol not held yet
+            if other not in state.positions and abs(reserved) > largest:
+                symbol, largest = other, abs(reserved)
+        uses.append(
+            LimitUse(
+                "max_position_notional", limits.max_position_notional, largest, "symbol", symbol
+            )
+        )
+    if limits.max_gross_exposure is not None:
+        gross = sum((abs(_notional(state, s)) for s in state.positions), ZERO)
+        gross += sum((abs(v) for v in pending.values()), ZERO)
+        uses.append(LimitUse("max_gross_exposure", limits.max_gross_exposure, gross, "account"))
+    if limits.max_open_orders is not None:
+        uses.append(
+            LimitUse(
+                "max_open_orders",
+                Decimal(limits.max_open_orders),
+                Decimal(state.open_orders()),
+                "account",
+            )
+        )
+    if limits.max_orders_per_minute is not None:
+        since = now - RATE_WINDOW
+        recent = sum(1 for t in state.order_times if t > since)
+        uses.append(
+            LimitUse(
+                "max_orders_per_minute",
+                Decimal(limits.max_orders_per_minute),
+                Decimal(recent),
+                "account",
+            )
+        )
+    if limits.daily_loss_limit is not None:
+        uses.append(
+            LimitUse(
+                "daily_loss_limit",
+                limits.daily_loss_limit,
+                max(ZERO, -state.realized_today),
+                "account",
+                state.day,
+            )
+        )
+    per_order = (
+        ("max_order_quantity", limits.max_order_quantity),
+        ("max_order_notional", limits.max_order_notional),
+        ("price_band_pct", limits.price_band_pct),
+    )
+    uses.extend(
+        LimitUse(name, value, None, "order") for name, value in per_order if value is not None
+    )
+    return uses

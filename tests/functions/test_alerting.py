@@ -145,3 +145,30 @@ def test_the_submit_path_feeds_the_latency_detector(desk: tuple[Desk, RecordingS
     service.submit_order(made.services, "int-lat", leg, ts=T0, ts_wall_created=0.0)
     watch = made.services.spikes[alerting.LATENCY_METRIC]
     assert len(watch.detector.samples) == 1
+
+
+def test_a_limit_denying_orders_is_a_warning_once_per_window(tmp_path: Path) -> None:
+    made, sink = desk_with_sink(tmp_path, risk_limits=RiskLimits(max_order_quantity=Decimal(5)))
+    try:
+        for _ in range(2):
+            denied = made.http(
+                "POST", "orders", json={"symbol": "AAPL", "side": "buy", "quantity": "9"}
+            )
+            assert denied.status_code == 202
+            made.settle(2)
+    finally:
+        made.close()
+    breaches = [a for a in sink.alerts if a.kind is AlertKind.RISK_BREACH]
+    assert [a.severity for a in breaches] == [Severity.WARNING, Severity.WARNING]
+    assert breaches[0].dedupe_key == breaches[1].dedupe_key  # the notifier sends it once
+
+
+def test_a_failed_trade_is_announced(desk: tuple[Desk, RecordingSink]) -> None:
+    from activities.trading import record_audit
+
+    _made, sink = desk
+    entry = {"kind": "intent", "event_id": "int-x:failed", "payload": {"error": "broker down"}}
+    record_audit({"ts": T0.isoformat(), "entries": [entry]})
+    record_audit({"ts": T0.isoformat(), "entries": [entry]})  # a retry records nothing new
+    [alert] = sink.alerts
+    assert (alert.kind, alert.details["error"]) == (AlertKind.TRADE_FAILED, "broker down")

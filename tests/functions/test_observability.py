@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.observability import JsonLogFormatter, Telemetry, correlated, use_telemetry
+from adapters.simulated_broker import SimulatorConfig
 from domain.risk import RiskLimits
 from tests.functions.desk import Desk, make_desk
 
@@ -52,7 +53,12 @@ def metrics(desk: Desk) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_the_run_is_counted_and_measured(tmp_path: Path, spans: InMemorySpanExporter) -> None:
     limits = RiskLimits(max_gross_exposure=Decimal(10_000), max_open_orders=4)
-    desk = make_desk(tmp_path, strategies=[SMA], risk_limits=limits)
+    desk = make_desk(
+        tmp_path,
+        strategies=[SMA],
+        risk_limits=limits,
+        simulator=SimulatorConfig(slippage_bps=Decimal(5)),
+    )
     try:
         desk.prices("AAPL", RISING)
         desk.settle(5)
@@ -68,12 +74,13 @@ def test_the_run_is_counted_and_measured(tmp_path: Path, spans: InMemorySpanExpo
     assert seen[("desk_fills_total", (("symbol", "AAPL"),))] == 1
     assert seen[("desk_tick_to_submit_milliseconds_count", ())] == 1
     assert seen[("desk_submit_to_fill_milliseconds_count", ())] == 1
-    # Bought at the signal's price: no slippage.
+    # Bought 5 bp above the signal's price, rounded to the cent: 101.05 against 101.
     assert seen[("desk_slippage_bp_count", (("symbol", "AAPL"),))] == 1
-    assert seen[("desk_slippage_bp_sum", (("symbol", "AAPL"),))] == 0
-    # 10 AAPL at 101 of a 10,000 gross limit; nothing open any more; not halted.
+    assert seen[("desk_slippage_bp_sum", (("symbol", "AAPL"),))] == pytest.approx(4.95, abs=0.01)
+    assert ("desk_price_improvement_bp_count", (("symbol", "AAPL"),)) not in seen
+    # 10 AAPL at 101.0505 of a 10,000 gross limit; nothing open any more; not halted.
     gross = (("account", "paper"), ("limit", "max_gross_exposure"))
-    assert seen[("desk_risk_utilisation", gross)] == pytest.approx(0.101)
+    assert seen[("desk_risk_utilisation", gross)] == pytest.approx(0.1011, abs=1e-4)
     assert (
         seen[("desk_risk_utilisation", (("account", "paper"), ("limit", "max_open_orders")))] == 0
     )
