@@ -73,7 +73,8 @@ def _quantity(value: Decimal) -> str:
 
 
 def _rate(value: Decimal, unit: str) -> str:
-    shown = value.quantize(Decimal("0.01")).normalize() if value < 100 else value.normalize()
+    places = Decimal("0.01") if value < 100 else Decimal(1)
+    shown = value.quantize(places).normalize()
     return f"{shown:,f} {unit if value == 1 else unit + 's'}"
 
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import azure.functions as func
 
+from devhost.measure import INVOCATIONS
+
 SUPPORTED_TRIGGERS = frozenset(
     {
         "httpTrigger",
@@ -131,9 +133,8 @@ def _build(app: func.FunctionRegister) -> AppIndex:
             if b["type"] not in SUPPORTED_BINDINGS
         )
         retry = function.get_settings_dict("retry_policy")
-        index.functions[name] = FunctionSpec(
-            name, trigger, others, function.get_user_function(), retry or None
-        )
+        call = INVOCATIONS.measured(name, str(trigger["type"]), function.get_user_function())
+        index.functions[name] = FunctionSpec(name, trigger, others, call, retry or None)
     if problems:
         raise UnsupportedApp("devhost cannot serve this app:\n  " + "\n  ".join(problems))
     return index

@@ -29,6 +29,7 @@ from devhost.durable.store import Store
 from devhost.durable_api import DurableApi, client_payload
 from devhost.eventhub import EventLog
 from devhost.host import DevHost, Feed, HostConfig
+from devhost.measure import INVOCATIONS, TRADING_DAY_S
 from devhost.settings import apply_settings, read_local_settings
 from devhost.sources import EventSource, FileReplay, SyntheticMarket
 
@@ -120,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --session: seconds to wait for orchestrations once the feed is consumed",
     )
     start.add_argument("--activity-workers", type=int, default=4, help="threads running activities")
+    start.add_argument(
+        "--trade-orchestrator",
+        default="trade",
+        help="the orchestration counted as trades in the run's measurement (default trade)",
+    )
     start.add_argument("--no-timers", action="store_true", help="do not fire timer triggers")
     start.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     start.add_argument(
@@ -225,6 +231,7 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
     engine.start()
+    served_since = time.monotonic()
     host.start_background_loops()
     live_feed_stop = asyncio.Event()
     live_feed = start_live_feed(args, host, live_feed_stop)
@@ -258,11 +265,46 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
     if live_feed is not None:  # before the host closes the event log it publishes to
         live_feed_stop.set()
         status = status or await live_feed
+    measured = write_measurement(args, host, engine, state_dir, time.monotonic() - served_since)
+    if measured is not None:
+        print(
+            f"function executions measured: {measured} "
+            f"(python -m activities.cost_cli --measured {measured})",
+            flush=True,
+        )
     await host.stop()
     await runner.cleanup()
     engine.close()
     worker_loop.shutdown()
     return status
+
+
+MEASUREMENT = "invocations.json"
+
+
+def write_measurement(
+    args: argparse.Namespace,
+    host: DevHost,
+    engine: DurableEngine,
+    state_dir: Path,
+    wall_s: float,
+) -> Path | None:
+    """The run's function executions, for the cost model. The period is the market time a
+    synthetic feed covered, or else the wall-clock time served, in trading days."""
+    source = host.config.feeds[0].source if host.config.feeds else None
+    if isinstance(source, SyntheticMarket) and source.limit:
+        covered_s = source.limit * source.step.total_seconds()
+    else:
+        covered_s = wall_s
+    hub_events = (
+        host.event_log.count(args.hub) if source is not None or args.feed == "alpaca" else None
+    )
+    trades = sum(1 for s in engine.query() if s.name == args.trade_orchestrator)
+    path = state_dir / MEASUREMENT
+    written = INVOCATIONS.write(
+        path, period_days=covered_s / TRADING_DAY_S, ticks=hub_events, trades=trades
+    )
+    return path if written else None
 
 
 async def fire_timers_every(host: DevHost, seconds: float, stop: asyncio.Event) -> None:

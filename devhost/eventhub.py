@@ -178,6 +178,12 @@ class EventLog:
                 (hub, group, partition, seq),
             )
 
+    def count(self, hub: str) -> int:
+        """Events ever published to ``hub``."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM events WHERE hub = ?", (hub,)).fetchone()
+        return int(row[0])
+
     def source_position(self, source: str) -> int:
         with self._lock:
             row = self._db.execute(

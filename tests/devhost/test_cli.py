@@ -173,6 +173,34 @@ def test_a_session_runs_the_feed_to_the_end_prints_the_report_and_exits(tmp_path
     assert "verified" in next(line for line in out.splitlines() if "audit chain" in line)
 
 
+def test_a_session_measures_its_function_executions_for_the_cost_model(tmp_path: Path) -> None:
+    strategy = {"kind": "sma_cross", "symbol": "AAPL", "fast": 3, "slow": 8, "quantity": 1}
+    code, out = run_session(tmp_path, [strategy], "--drain-timeout", "60")
+    assert code == 0, out
+    path = tmp_path / "state" / "invocations.json"
+    assert f"function executions measured: {path}" in out
+    measured = json.loads(path.read_text())
+    # 400 synthetic prints 100 ms apart: 40 s of a 6.5-hour trading day.
+    assert measured["period_days"] == pytest.approx(40 / 23_400)
+    assert measured["ticks"] == 400
+    functions = measured["functions"]
+    assert functions["ticks"]["trigger"] == "eventHub" and functions["ticks"]["count"] >= 1
+    assert measured["trades"] > 0  # instances; each is several orchestrator executions
+    assert functions["trade"]["count"] > measured["trades"]
+    assert functions["trade"]["trigger"] == "orchestration"
+    assert functions["submit_order"]["count"] >= measured["trades"]
+    assert all(f["total_duration_ms"] > 0 for f in functions.values())
+    priced = subprocess.run(
+        [sys.executable, "-m", "activities.cost_cli", "--measured", str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert priced.returncode == 0, priced.stderr
+    assert "measured" in priced.stdout and "verdict" in priced.stdout
+
+
 def test_a_session_that_cannot_drain_exits_with_a_failure(tmp_path: Path) -> None:
     # Bracket exits far away keep their trades running past the drain timeout.
     strategy = {
