@@ -23,6 +23,7 @@ from activities.report import percentile
 from adapters.bootstrap import Services
 from domain.audit import AuditKind, AuditRecord
 from domain.errors import ValidationError
+from domain.execution import slippage_bps
 from domain.fills import Fill
 from domain.orders import Order
 from domain.portfolio import Position
@@ -328,8 +329,7 @@ class SlippagePoint:
 
     @property
     def bps(self) -> Decimal:
-        move = (self.fill.price - self.benchmark) * self.fill.side.sign
-        return (move / self.benchmark * BPS).quantize(CENT)
+        return slippage_bps(self.fill.side, self.fill.price, self.benchmark).quantize(CENT)
 
     def to_dict(self) -> dict[str, Any]:
         fill = self.fill
