@@ -73,8 +73,11 @@ def raw_event(event: func.EventHubEvent) -> RawEvent:
     cardinality="many",
 )
 @bp.durable_client_input(client_name="client")
-async def ticks(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
-    await handle_batch([raw_event(e) for e in events], client)
+async def ticks(
+    events: list[func.EventHubEvent], client: df.DurableOrchestrationClient, context: func.Context
+) -> None:
+    with correlated(invocation_id=context.invocation_id):
+        await handle_batch([raw_event(e) for e in events], client)
 
 
 async def handle_batch(events: list[RawEvent], client: df.DurableOrchestrationClient) -> None:

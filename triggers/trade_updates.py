@@ -22,6 +22,7 @@ import orjson
 
 from activities import service
 from adapters.bootstrap import services
+from adapters.observability import correlated
 from domain import signing
 from domain.audit import AuditKind
 from domain.errors import ValidationError
@@ -63,8 +64,13 @@ def order_of(body: bytes) -> dict[str, str]:
 )
 @bp.durable_client_input(client_name="client")
 async def trade_updates(
-    events: list[func.EventHubEvent], client: df.DurableOrchestrationClient
+    events: list[func.EventHubEvent], client: df.DurableOrchestrationClient, context: func.Context
 ) -> None:
+    with correlated(invocation_id=context.invocation_id):
+        await _relay(events, client)
+
+
+async def _relay(events: list[func.EventHubEvent], client: df.DurableOrchestrationClient) -> None:
     svc = services()
     now = datetime.now(UTC)
     for event in events:

@@ -152,3 +152,18 @@ def test_log_lines_carry_the_ids_of_the_work_in_hand(caplog: pytest.LogCaptureFi
     )
     assert line["message"] == "sent" and line["logger"] == "desk.test"
     assert "intent_id" not in json.loads(JsonLogFormatter().format(outside))
+
+
+def test_the_ticks_trigger_logs_under_its_invocation_id(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    desk = make_desk(tmp_path)
+    try:
+        with caplog.at_level(logging.WARNING, logger="desk"):
+            desk.publish([("AAPL", b"{not json")])
+            desk.settle()
+    finally:
+        desk.close()
+    [warning] = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    invocation = getattr(warning, "invocation_id", "")
+    assert len(invocation) == 36 and invocation.count("-") == 4  # a fresh id per invocation
