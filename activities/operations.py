@@ -13,11 +13,10 @@ from typing import Any
 from activities import service
 from adapters.bootstrap import Services
 from domain.audit import AuditKind
-from domain.errors import Conflict
+from domain.errors import Conflict, ValidationError
 from domain.execution import Execution, catch_up_snapshots
 from domain.fills import Fill
 from domain.ids import canonical_json
-from domain.orders import Order
 from domain.ports import Versioned
 from domain.serde import dec_str, parse_ts, ts_str
 
@@ -76,7 +75,13 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
     """Compare the books with the broker. What the broker proves (executions by their ids,
     an order's status and fills) is applied to the books; what it cannot (an order or an
     execution only one side knows, a position that still differs) is raised as an alert
-    once two runs in a row find it. Running it again changes nothing in the books."""
+    once two runs in a row find it. Running it again changes nothing in the books.
+
+    Everything is read from the broker before anything is written, so a fault on the way
+    (a 429, a timeout) leaves the books as they were, and the retry starts the same run
+    again. The fills returned are all those the books hold for the orders the broker's
+    executions and statuses concern, not only the ones booked now: a retry after a write
+    went through still hands them on (the risk entity takes each execution once)."""
     result = Reconciliation()
     watermark = svc.store.load(WATERMARK_KEY)
     since = (
@@ -84,32 +89,43 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
         if watermark is None
         else parse_ts(watermark.value["ts"], "ts") - OVERLAP
     )
-    _book_missed_executions(svc, svc.broker.executions(since), result, ts)
-    for order in svc.store.open_orders():
-        snapshot = svc.broker.get_by_client_order_id(order.client_order_id)
+    executions = svc.broker.executions(since)
+    books_open = svc.store.open_orders()
+    snapshots = {
+        o.client_order_id: svc.broker.get_by_client_order_id(o.client_order_id) for o in books_open
+    }
+    broker_open = svc.broker.open_orders()
+    broker_positions = svc.broker.positions()
+
+    concerned = _book_missed_executions(svc, executions, result, ts)
+    for order in books_open:
+        snapshot = snapshots[order.client_order_id]
         if snapshot is None:
             result.alerts.append(
                 {"client_order_id": order.client_order_id, "problem": "unknown to the broker"}
             )
             continue
-        if snapshot.status != order.status.value or snapshot.filled_qty != order.filled_qty:
-            _take(result, order, service.apply_snapshot(svc, snapshot, ts=ts))
+        current = svc.store.get_order(order.client_order_id) or order
+        if snapshot.status != current.status.value or snapshot.filled_qty != current.filled_qty:
+            service.apply_snapshot(svc, snapshot, ts=ts)
+            concerned.add(order.client_order_id)
             result.fixed.append(
                 {
                     "client_order_id": order.client_order_id,
-                    "status": f"{order.status.value} -> {snapshot.status}",
-                    "filled_qty": f"{dec_str(order.filled_qty)} -> {dec_str(snapshot.filled_qty)}",
+                    "status": f"{current.status.value} -> {snapshot.status}",
+                    "filled_qty": (
+                        f"{dec_str(current.filled_qty)} -> {dec_str(snapshot.filled_qty)}"
+                    ),
                 }
             )
-    for open_order in svc.broker.open_orders():
+    for open_order in broker_open:
         if svc.store.get_order(open_order.client_order_id) is None:
             result.alerts.append(
                 {"client_order_id": open_order.client_order_id, "problem": "unknown to the books"}
             )
     books = {p.symbol: p.quantity for p in svc.store.positions(svc.settings.account) if p.quantity}
-    broker = svc.broker.positions()
-    for symbol in sorted(set(books) | set(broker)):
-        held, reported = books.get(symbol, Decimal(0)), broker.get(symbol, Decimal(0))
+    for symbol in sorted(set(books) | set(broker_positions)):
+        held, reported = books.get(symbol, Decimal(0)), broker_positions.get(symbol, Decimal(0))
         if held != reported:
             result.alerts.append(
                 {
@@ -119,7 +135,8 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
                     "broker": dec_str(reported),
                 }
             )
-    result.alerts = _persistent(svc, result.alerts)
+    result.fills = [fill for cid in sorted(concerned) for fill in svc.store.fills_for_order(cid)]
+    result.alerts = _persistent(svc, result.alerts, run_id)
     _advance(svc, watermark, ts)
     if result.fixed or result.alerts:
         service.record(
@@ -132,16 +149,12 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
     return result
 
 
-def _take(result: Reconciliation, before: Order, fills: list[Fill]) -> None:
-    """Keep the fills new since ``before``: the risk entity is told of those only."""
-    known = {fill.execution_id for fill in result.fills} | before.executions
-    result.fills.extend(fill for fill in fills if fill.execution_id not in known)
-
-
 def _book_missed_executions(
     svc: Services, executions: list[Execution], result: Reconciliation, ts: datetime
-) -> None:
-    """Each execution the books have not booked, booked at its own price."""
+) -> set[str]:
+    """Each execution the books have not booked, booked at its own price; returns the
+    orders the executions belong to. An execution that cannot be booked (unknown to the
+    books, or more than its order) is an alert, and the rest go on."""
     by_order: dict[str, list[Execution]] = {}
     for execution in executions:
         cid = execution.client_order_id
@@ -158,13 +171,21 @@ def _book_missed_executions(
         order = svc.store.get_order(cid)
         if order is None:
             continue
-        for snapshot in catch_up_snapshots(order, mine):
+        try:
+            snapshots = catch_up_snapshots(order, mine)
+        except ValidationError as error:
+            result.alerts.append(
+                {"client_order_id": cid, "problem": f"executions not understood: {error}"}
+            )
+            continue
+        for snapshot in snapshots:
             current = svc.store.get_order(cid) or order
-            _take(result, current, service.apply_snapshot(svc, snapshot, ts=ts))
+            service.apply_snapshot(svc, snapshot, ts=ts)
             change = f"{dec_str(current.filled_qty)} -> {dec_str(snapshot.filled_qty)}"
             result.fixed.append(
                 {"client_order_id": cid, "problem": "missed execution", "filled_qty": change}
             )
+    return set(by_order)
 
 
 def _advance(svc: Services, watermark: Versioned | None, ts: datetime) -> None:
@@ -182,15 +203,23 @@ def _advance(svc: Services, watermark: Versioned | None, ts: datetime) -> None:
 PENDING_KEY = "reconcile:pending"
 
 
-def _persistent(svc: Services, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _persistent(
+    svc: Services, found: list[dict[str, Any]], run_id: str | None
+) -> list[dict[str, Any]]:
     """Only what two runs in a row both found: orders in flight and fills being booked
-    make the books and the broker differ for a moment, and that is not worth an alert."""
+    make the books and the broker differ for a moment, and that is not worth an alert. A
+    retry of a run compares with the run before it, not with itself."""
     stored = svc.store.load(PENDING_KEY)
-    before = {canonical_json(a) for a in (stored.value.get("alerts", []) if stored else [])}
+    value = stored.value if stored is not None else {}
+    if run_id is not None and value.get("run_id") == run_id:
+        previous = value.get("previous", [])
+    else:
+        previous = value.get("alerts", [])
+    before = {canonical_json(a) for a in previous}
     try:
         svc.store.save(
             PENDING_KEY,
-            {"alerts": found},
+            {"alerts": found, "previous": previous, "run_id": run_id},
             expected_version=None if stored is None else stored.version,
         )
     except Conflict:

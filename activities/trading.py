@@ -6,6 +6,7 @@ values. Rejections come back as values; a raised exception means "worth retrying
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,7 +23,7 @@ from adapters.durable_client import start_once
 from adapters.observability import correlated, telemetry
 from domain import audit
 from domain.alerts import reconciliation_alert, risk_breach_alert
-from domain.errors import ValidationError
+from domain.errors import Conflict, TerminalError, ValidationError
 from domain.execution import LegOutcome, LegRequest
 from domain.orders import OrderLeg
 from domain.risk import DenialCode
@@ -109,7 +110,14 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
     ts = parse_ts(require(payload, "ts"), "ts")
     take_profit = OrderLeg.from_dict(require(payload, "take_profit"))
     stop_loss = OrderLeg.from_dict(require(payload, "stop_loss"))
-    native = svc.broker.supports_oco(take_profit, stop_loss)
+    # Decided once per intent: a retry after a rejected OCO must not take the exits that
+    # replaced it for an OCO (they would not cancel each other).
+    decided = svc.store.load(f"exits:{intent_id}")
+    native = (
+        bool(decided.value.get("native"))
+        if decided is not None
+        else svc.broker.supports_oco(take_profit, stop_loss)
+    )
     halt = service.halted(svc)
     if halt is not None:
         # The flatten that came with the halt closes the position: exits would only
@@ -120,8 +128,22 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
             for leg in (take_profit, stop_loss)
         ]
     elif native:
-        outcomes = service.submit_oco(svc, intent_id, take_profit, stop_loss, ts=ts)
-    else:
+        try:
+            outcomes = service.submit_oco(svc, intent_id, take_profit, stop_loss, ts=ts)
+        except TerminalError as refused:
+            # The broker will not link these exits: the position still needs them, as two
+            # orders the orchestration links.
+            log.warning(
+                "OCO for %s refused (%s): exits linked by the orchestration", intent_id, refused
+            )
+            with contextlib.suppress(Conflict):
+                svc.store.save(
+                    f"exits:{intent_id}",
+                    {"native": False, "reason": str(refused)[:500]},
+                    expected_version=None,
+                )
+            native = False
+    if not native and halt is None:
         outcomes = [
             service.submit_order(svc, intent_id, leg, ts=ts, closing=True)
             for leg in (take_profit, stop_loss)

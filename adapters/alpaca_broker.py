@@ -18,6 +18,7 @@ the adapter says so up front instead of letting the API reject them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import deque
@@ -56,6 +57,8 @@ from domain.orders import OrderLeg
 from domain.ports import MarketClock
 from domain.serde import parse_decimal
 
+log = logging.getLogger("desk.alpaca")
+
 DUPLICATE_CLIENT_ORDER_ID = "client_order_id must be unique"
 OPEN_STATUSES = frozenset(
     {
@@ -72,6 +75,7 @@ OPEN_STATUSES = frozenset(
 )
 REQUESTS_PER_MINUTE = 200
 ACTIVITY_PAGE_MAX = 100
+OCO_TIME_IN_FORCE = frozenset({"day", "gtc"})
 
 
 class RateLimiter:
@@ -197,11 +201,16 @@ class AlpacaBroker:
 
     def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
         """Alpaca links a limit take-profit with a stop or stop-limit stop-loss, for
-        equities; a trailing stop-loss or a crypto pair is linked by the orchestration."""
+        equities, in whole shares, good for the day or until cancelled; anything else (a
+        trailing stop-loss, a crypto pair, a fractional quantity) is linked by the
+        orchestration."""
         return (
             not is_crypto(take_profit.symbol)
             and take_profit.order_type is OrderType.LIMIT
             and stop_loss.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
+            and take_profit.quantity == take_profit.quantity.to_integral_value()
+            and take_profit.time_in_force.value in OCO_TIME_IN_FORCE
+            and stop_loss.time_in_force is take_profit.time_in_force
         )
 
     def _call(self, call: Callable[[], Any]) -> Any:
@@ -328,7 +337,11 @@ class AlpacaBroker:
             nested = GetOrderByIdRequest(nested=True)
             parent = self._call(lambda: self._client.get_order_by_id(parent.id, nested))
             legs = parent.legs
-        stops = [leg for leg in legs or () if _value(leg.type) in ("stop", "stop_limit")]
+        stops = [
+            leg
+            for leg in legs or ()
+            if _value(leg.type) in ("stop", "stop_limit") and _value(leg.status) != "replaced"
+        ]
         if not stops:
             return None
         return dataclasses.replace(self._view(stops[0]), client_order_id=stop_loss_id)
@@ -346,6 +359,8 @@ class AlpacaBroker:
         """By Alpaca's own order id (an OCO leg keeps Alpaca's client order id here)."""
         try:
             order = self._call(lambda: self._client.get_order_by_id(broker_order_id))
+        except ValueError:  # not an order id at all (Alpaca's are UUIDs)
+            return None
         except TerminalError as fault:
             if " 404:" in str(fault):
                 return None
@@ -366,6 +381,8 @@ class AlpacaBroker:
         by that id instead of amending twice."""
         if quantity is None and limit_price is None and stop_price is None:
             raise ValidationError("replace", "give a new quantity, limit price or stop price")
+        if quantity is not None and (quantity <= 0 or quantity != quantity.to_integral_value()):
+            raise ValidationError("quantity", "Alpaca replaces whole share quantities only")
         already = self._find(new_client_order_id)
         if already is not None:
             return self._view(already)
@@ -382,7 +399,9 @@ class AlpacaBroker:
             order = self._call(
                 lambda: self._client.replace_order_by_id(found.broker_order_id, request)
             )
-        except RetryableFault:
+        except (RetryableFault, TerminalError):
+            # alpaca-py resends a PATCH that got a 504, and the resend of one that went
+            # through is refused: the new id says whether it did.
             order = self._find(new_client_order_id)
             if order is None:
                 raise
@@ -452,8 +471,11 @@ class AlpacaBroker:
             params["page_token"] = page[-1]["id"]
         if not activities:
             return []
-        orders = self._orders_by_id(since, {str(a.get("order_id")) for a in activities})
-        return [_execution(activity, orders) for activity in activities]
+        orders = self._orders_by_id(
+            since, {str(a["order_id"]) for a in activities if a.get("order_id")}
+        )
+        found = [_execution(activity, orders) for activity in activities]
+        return [execution for execution in found if execution is not None]
 
     def _orders_by_id(self, since: datetime, broker_ids: set[str]) -> dict[str, BrokerOrder]:
         """The orders of ``broker_ids`` by Alpaca's id, under the desk's ids and symbols."""
@@ -474,6 +496,10 @@ class AlpacaBroker:
             if len(page) < self._page_size:
                 break
             until = min(order.submitted_at for order in page) + timedelta(microseconds=1)
+        for broker_id in sorted(broker_ids - found.keys()):  # older orders (a GTC exit)
+            older = self.get_by_id(broker_id)
+            if older is not None:
+                found[broker_id] = older
         return found
 
     # -- account and market ------------------------------------------------------------------
@@ -511,9 +537,10 @@ class AlpacaBroker:
         return [(_utc(day.open, day.date), _utc(day.close, day.date)) for day in days]
 
 
-def _execution(activity: dict[str, Any], orders: dict[str, BrokerOrder]) -> Execution:
-    """One FILL activity; anything missing or malformed is a broker answer worth retrying
-    rather than a fill to guess at."""
+def _execution(activity: dict[str, Any], orders: dict[str, BrokerOrder]) -> Execution | None:
+    """One FILL activity; one that is missing a field or malformed is logged and left out
+    (the order's own status still reaches the books), rather than stopping every later
+    reconciliation at the same record."""
     try:
         broker_id = str(activity["order_id"])
         order = orders.get(broker_id)
@@ -532,7 +559,8 @@ def _execution(activity: dict[str, Any], orders: dict[str, BrokerOrder]) -> Exec
             ).astimezone(UTC),
         )
     except (KeyError, ValueError, ValidationError) as error:
-        raise RetryableFault(f"Alpaca FILL activity not understood: {error}") from error
+        log.error("Alpaca FILL activity %s not understood: %s", activity.get("id"), error)
+        return None
 
 
 def _utc(moment: datetime | time_of_day, day: date) -> datetime:

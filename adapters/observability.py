@@ -76,16 +76,20 @@ def correlation() -> Mapping[str, str]:
 _base_factory = logging.getLogRecordFactory()
 
 
+PREFIX = "desk_"
+
+
 def _record_with_correlation(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _base_factory(*args, **kwargs)
     for name, value in _correlation.get().items():
-        if not hasattr(record, name):
-            setattr(record, name, value)
+        setattr(record, PREFIX + name, value)
     return record
 
 
 # A record factory, not a filter: filters on a logger do not apply to its children's records,
-# and a handler's filter would miss the handlers the Functions worker installs.
+# and a handler's filter would miss the handlers the Functions worker installs. The ids go
+# under prefixed names: the factory runs before a call's ``extra`` is applied, and logging
+# refuses an ``extra`` key the record already has.
 logging.setLogRecordFactory(_record_with_correlation)
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -107,8 +111,11 @@ class JsonLogFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for name, value in vars(record).items():
-            if name not in _STANDARD_ATTRIBUTES and not name.startswith("_"):
+            if name not in _STANDARD_ATTRIBUTES and not name.startswith(("_", PREFIX)):
                 entry[name] = value
+        for name, value in vars(record).items():
+            if name.startswith(PREFIX):  # an explicit ``extra`` of the same id wins
+                entry.setdefault(name.removeprefix(PREFIX), value)
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

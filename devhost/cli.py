@@ -212,11 +212,18 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
     def payload() -> str:
         return client_payload(base_url, engine_holder["api"].hub, engine_holder["api"].key)
 
+    cpu_bound = [
+        name.strip()
+        for name in os.environ.get("DEVHOST_CPU_BOUND_ACTIVITIES", "").split(",")
+        if name.strip()
+    ]
     engine = DurableEngine(
         app,
         state_dir / DURABLE_STORE,
         clock=SystemClock(),
         activity_workers=args.activity_workers,
+        cpu_bound_activities=cpu_bound,
+        process_workers=os.cpu_count() or 2,
         app_import=args.app,
         client_payload=payload,
     )
@@ -264,7 +271,11 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
     log.info("stopping")
     if live_feed is not None:  # before the host closes the event log it publishes to
         live_feed_stop.set()
-        status = status or await live_feed
+        try:
+            status = status or await live_feed
+        except Exception:
+            log.exception("the live feed failed")
+            status = status or 1
     measured = write_measurement(args, host, engine, state_dir, time.monotonic() - served_since)
     if measured is not None:
         print(
@@ -353,7 +364,8 @@ async def run_session(
             last_print = now
         failed = host.failed_feeds
         if live_feed is not None and live_feed.done():
-            print(f"\nthe live feed stopped (exit status {live_feed.result()})", file=sys.stderr)
+            ended = "failed" if live_feed.exception() else f"exit status {live_feed.result()}"
+            print(f"\nthe live feed stopped ({ended})", file=sys.stderr)
             return False
         if failed:
             print(f"\nthe feed failed: {failed[0]!r}", file=sys.stderr)

@@ -159,7 +159,12 @@ def catch_up_snapshots(order: Order, executions: list[Execution]) -> list[Broker
             raise ValidationError("cum_qty", f"{execution.execution_id} fills past the order")
         notional += (execution.cum_qty - booked) * execution.price
         booked = execution.cum_qty
-        status = OrderStatus.FILLED if booked == order.quantity else OrderStatus.PARTIALLY_FILLED
+        if booked == order.quantity:
+            status = OrderStatus.FILLED
+        elif order.is_terminal:  # cancelled after part of it filled: it stays cancelled
+            status = order.status
+        else:
+            status = OrderStatus.PARTIALLY_FILLED
         snapshots.append(
             BrokerOrder(
                 broker_order_id=execution.broker_order_id,

@@ -420,6 +420,13 @@ class Order:
             executions=self.executions | {fill.execution_id},
         )
         target = OrderStatus.FILLED if filled == self.quantity else OrderStatus.PARTIALLY_FILLED
+        if self.is_terminal:
+            # An execution the broker made before the order ended (a cancel that crossed a
+            # fill): the books take it, and the order stays ended, filled if it all was.
+            final = OrderStatus.FILLED if filled == self.quantity else self.status
+            return replace(
+                updated, status=final, ts_updated=fill.ts_filled, version=self.version + 1
+            )
         return updated.transition(target, ts=fill.ts_filled)
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
+from adapters.alert_webhook import validate_webhook_url
 from adapters.bootstrap import AlpacaSettings
 from adapters.feed_bridge.publisher import (
     DEFAULT_LINGER_S,
@@ -128,8 +129,7 @@ class BridgeSettings:
         webhook_url = (environ.get("FEED_TRADE_UPDATES_WEBHOOK") or "").strip() or None
         webhook_key = None
         if webhook_url is not None:
-            if not webhook_url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-                raise ValidationError("FEED_TRADE_UPDATES_WEBHOOK", "must be an https:// URL")
+            validate_webhook_url(webhook_url, "FEED_TRADE_UPDATES_WEBHOOK")
             secret = (environ.get("TRADE_UPDATES_WEBHOOK_SECRET") or "").strip()
             if not secret:
                 raise ValidationError(

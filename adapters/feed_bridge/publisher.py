@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ def utc_now() -> datetime:
 DEFAULT_MAX_BYTES = 256 * 1024  # every Event Hubs tier takes this much in one send
 DEFAULT_LINGER_S = 0.02
 DEFAULT_MAX_QUEUED = 200_000
+PERMANENT_REFUSALS = frozenset({400, 401, 403, 404, 413})
 
 
 @dataclass
@@ -90,8 +92,9 @@ class ByHub:
 class SignedWebhookProducer:
     """``Producer`` posting each event to an HTTPS webhook of the app, signed (HMAC, with a
     timestamp: ``domain.signing``), instead of publishing it to a hub. A send is signed
-    afresh, so a retry is never stale; a 409 (already taken) counts as delivered, a 400
-    (refused as malformed) is logged and dropped, anything else is retried."""
+    afresh, so a retry is never stale; a 409 (already taken) counts as delivered; an answer
+    that a resend cannot change (malformed, refused signature, webhook off, too large) is
+    logged and dropped, since the reconciliation closes that gap; anything else is retried."""
 
     def __init__(self, url: str, key: bytes, *, timeout_s: float = 10.0) -> None:
         self._url = url
@@ -111,8 +114,12 @@ class SignedWebhookProducer:
         for body in batch.bodies:
             headers = {"Content-Type": "application/json", **sign(self._key, body, utc_now())}
             async with self._session.post(self._url, data=body, headers=headers) as response:
-                if response.status == 400:
-                    log.error("the webhook refused an update: %s", (await response.text())[:200])
+                if response.status in PERMANENT_REFUSALS:
+                    log.error(
+                        "the webhook refused an update (%d): %s",
+                        response.status,
+                        (await response.text())[:200],
+                    )
                 elif response.status != 409 and not 200 <= response.status < 300:
                     raise ConnectionError(f"the webhook answered {response.status}")
 
@@ -174,12 +181,16 @@ class BatchingPublisher:
     drain_timeout_s: float = 10.0
     sleep: Callable[[float], object] = field(default=asyncio.sleep, repr=False)
     stats: PublisherStats = field(default_factory=PublisherStats)
-    # (hub, key) -> bodies not yet packed, in arrival order; then batches not yet sent.
+    # (hub, key) -> bodies not yet packed, in arrival order; then, per hub, batches not yet
+    # sent: a hub that is not taking events holds back its own queue, never another's.
     _waiting: OrderedDict[tuple[str, str | None], list[bytes]] = field(
         default_factory=OrderedDict, repr=False
     )
-    _unsent: deque[EventBatch] = field(default_factory=deque, repr=False)
+    _unsent: dict[str, deque[EventBatch]] = field(default_factory=dict, repr=False)
+    _failures: dict[str, int] = field(default_factory=dict, repr=False)
+    _retry_at: dict[str, float] = field(default_factory=dict, repr=False)
     _queued_now: int = 0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def add(self, hub: str, partition_key: str | None, body: bytes) -> None:
         if self._queued_now >= self.max_queued:
@@ -203,7 +214,7 @@ class BatchingPublisher:
         waiting, self._waiting = self._waiting, OrderedDict()
         for (hub, key), bodies in waiting.items():
             batches, too_large = pack(hub, key, bodies, self.max_bytes)
-            self._unsent.extend(batches)
+            self._unsent.setdefault(hub, deque()).extend(batches)
             if too_large:
                 self.stats.too_large += len(too_large)
                 self._queued_now -= len(too_large)
@@ -214,31 +225,38 @@ class BatchingPublisher:
                     self.max_bytes,
                 )
 
-    async def flush(self, stop: asyncio.Event | None = None) -> None:
-        """Send everything queued; retries a failing send until it goes through, or until
-        ``stop`` is set."""
+    async def flush(self) -> float | None:
+        """One pass: each hub sends what it has queued, in order, unless it is waiting out a
+        failure; a send that fails (after the client's own retries) keeps its batch at the
+        head of that hub's queue and schedules the hub's next try with backoff and jitter.
+        Returns the seconds until the earliest hub's next try, or None when nothing waits."""
         self._pack_waiting()
-        failures = 0
-        while self._unsent:
-            batch = self._unsent[0]
-            try:
-                await self.producer.send(batch)
-            except Exception as error:  # the client retried already; keep the batch, wait
-                failures += 1
-                self.stats.send_failures += 1
-                delay = min(self.retry_max_s, self.retry_min_s * 2 ** (failures - 1))
-                delay = delay / 2 + random.uniform(0, delay / 2)
-                log.warning("send to %s failed (%s); retrying in %.1fs", batch.hub, error, delay)
-                if stop is not None and stop.is_set():
-                    return
-                await self._pause(delay)
-                self._pack_waiting()  # what came meanwhile queues behind, in order
+        for hub, queue in self._unsent.items():
+            if not queue or self.clock() < self._retry_at.get(hub, 0.0):
                 continue
-            failures = 0
-            self._unsent.popleft()
-            self._queued_now -= len(batch.bodies)
-            self.stats.published += len(batch.bodies)
-            self.stats.batches += 1
+            while queue:
+                batch = queue[0]
+                try:
+                    await self.producer.send(batch)
+                except Exception as error:
+                    failures = self._failures[hub] = self._failures.get(hub, 0) + 1
+                    self.stats.send_failures += 1
+                    delay = min(self.retry_max_s, self.retry_min_s * 2 ** (failures - 1))
+                    delay = delay / 2 + random.uniform(0, delay / 2)
+                    self._retry_at[hub] = self.clock() + delay
+                    log.warning("send to %s failed (%s); retrying in %.1fs", hub, error, delay)
+                    break
+                self._failures[hub] = 0
+                queue.popleft()
+                self._queued_now -= len(batch.bodies)
+                self.stats.published += len(batch.bodies)
+                self.stats.batches += 1
+        waits = [
+            max(0.0, self._retry_at.get(hub, 0.0) - self.clock())
+            for hub, queue in self._unsent.items()
+            if queue
+        ]
+        return min(waits) if waits else None
 
     async def _pause(self, seconds: float) -> None:
         result = self.sleep(seconds)
@@ -246,14 +264,21 @@ class BatchingPublisher:
             await result
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Flush every ``linger_s`` until ``stop``; then a last flush, given at most
-        ``drain_timeout_s`` when the hub is not taking events."""
+        """Flush every ``linger_s`` (or when a hub's retry is due) until ``stop``; then keep
+        flushing for at most ``drain_timeout_s`` while anything is left."""
         while not stop.is_set():
+            wait = self.linger_s
             if self._queued_now:
-                await self.flush(stop)
+                retry_in = await self.flush()
+                if retry_in is not None:
+                    wait = max(self.linger_s, retry_in)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.linger_s)
-        try:
-            await asyncio.wait_for(self.flush(), timeout=self.drain_timeout_s)
-        except TimeoutError:
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+        deadline = self.clock() + self.drain_timeout_s
+        while self._queued_now and self.clock() < deadline:
+            retry_in = await self.flush()
+            if retry_in is None:
+                break
+            await self._pause(min(retry_in, max(0.0, deadline - self.clock())) or 0.01)
+        if self._queued_now:
             log.error("stopped with %d events not delivered", self._queued_now)

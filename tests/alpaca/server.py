@@ -36,6 +36,7 @@ class FakeAlpaca:
     price: Decimal = Decimal("100")
     fill: bool = True
     reject: str | None = None
+    refuse_oco: str | None = None  # answer OCO orders 403 with this
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     parents: dict[str, str] = field(default_factory=dict)  # leg id -> parent id
     activities: list[dict[str, Any]] = field(default_factory=list)
@@ -87,6 +88,8 @@ class FakeAlpaca:
             return _error(422, "client_order_id must be unique", 40010001)
         if self.reject:
             return _error(403, self.reject, 40310000)
+        if self.refuse_oco and body.get("order_class") == "oco":
+            return _error(403, self.refuse_oco, 40310000)
         self.submitted += timedelta(seconds=1)  # each order a second after the last
         now = self.submitted.isoformat()
         order = {
@@ -218,6 +221,10 @@ class FakeAlpaca:
             if (wanted != "open" or o["status"] in OPEN)
             and not (nested and o["id"] in self.parents)
         ]
+        after = request.query.get("after")
+        if after:
+            bound = datetime.fromisoformat(after.replace("Z", "+00:00"))
+            orders = [o for o in orders if datetime.fromisoformat(o["submitted_at"]) > bound]
         until = request.query.get("until")
         if until:
             bound = datetime.fromisoformat(until.replace("Z", "+00:00"))

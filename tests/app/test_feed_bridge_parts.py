@@ -139,3 +139,34 @@ def test_a_webhook_for_trade_updates_needs_https_and_a_secret() -> None:
     assert plain.value.field == "FEED_TRADE_UPDATES_WEBHOOK"
     settings = BridgeSettings.from_environ({**base, "TRADE_UPDATES_WEBHOOK_SECRET": "s" * 32})
     assert settings.webhook_key == b"s" * 32 and "s" * 32 not in repr(settings)
+
+
+def test_a_hub_that_refuses_events_holds_back_only_its_own() -> None:
+    import asyncio
+
+    from adapters.feed_bridge.publisher import BatchingPublisher, EventBatch
+
+    sent: list[EventBatch] = []
+
+    class HalfBroken:
+        async def send(self, batch: EventBatch) -> None:
+            if batch.hub == "trade-updates":
+                raise ConnectionError("the webhook is down")
+            sent.append(batch)
+
+        async def close(self) -> None:
+            pass
+
+    publisher = BatchingPublisher(HalfBroken(), retry_min_s=60.0, retry_max_s=30.0)
+    publisher.add("trade-updates", "int-1", b'{"u":1}')
+    for n in range(50):
+        publisher.add("ticks", "AAPL", b'{"n":%d}' % n)
+
+    async def twice() -> float | None:
+        await publisher.flush()
+        return await publisher.flush()  # the failing hub waits out its backoff
+
+    retry_in = asyncio.run(twice())
+    assert [b for batch in sent for b in batch.bodies] == [b'{"n":%d}' % n for n in range(50)]
+    assert publisher.pending == 1 and publisher.stats.send_failures == 1
+    assert retry_in is not None and 10.0 <= retry_in <= 30.0  # backoff capped at 30 s

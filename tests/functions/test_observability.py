@@ -165,5 +165,15 @@ def test_the_ticks_trigger_logs_under_its_invocation_id(
     finally:
         desk.close()
     [warning] = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
-    invocation = getattr(warning, "invocation_id", "")
+    invocation = json.loads(JsonLogFormatter().format(warning)).get("invocation_id", "")
     assert len(invocation) == 36 and invocation.count("-") == 4  # a fresh id per invocation
+
+
+def test_an_explicit_extra_of_the_same_id_is_not_refused_and_wins(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("desk.test")
+    with caplog.at_level(logging.INFO, logger="desk.test"), correlated(instance_id="outer"):
+        logger.info("replayed", extra={"instance_id": "inner"})
+    line = json.loads(JsonLogFormatter().format(caplog.records[-1]))
+    assert line["instance_id"] == "inner"

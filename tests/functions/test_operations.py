@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from activities import service
+from adapters.simulated_broker import SimulatedBroker
+from domain.errors import RetryableFault
+from domain.execution import BrokerOrder
 from domain.model import OrderType, Side
 from domain.orders import OrderLeg
 from domain.risk import RiskLimits
 from tests.functions.desk import Desk, make_desk, trade
+from tests.functions.faults import FlakyBroker
 
 
 @pytest.fixture
@@ -131,3 +135,38 @@ def test_closing_the_day_does_not_lift_a_kill_switch(desk: Desk) -> None:
     assert state["day"] == "2026-03-03"
     assert state["halted"] is True
     assert state["halt_reason"] == "ops"
+
+
+def test_a_reconciliation_retried_after_a_broker_fault_books_and_reports_everything(
+    tmp_path: Path,
+) -> None:
+    class FailsOnce(FlakyBroker):
+        failed = False
+
+        def open_orders(self) -> list[BrokerOrder]:
+            if not self.failed:
+                self.failed = True
+                raise RetryableFault("Alpaca 429: slow down")
+            return super().open_orders()
+
+    broker = FailsOnce(SimulatedBroker())
+    desk = make_desk(tmp_path, broker=broker)
+    try:
+        desk.prices("AAPL", [100.0])
+        desk.settle()
+        resting = OrderLeg(
+            "entry", "AAPL", Side.BUY, Decimal(5), OrderType.LIMIT, limit_price=Decimal(99)
+        )
+        service.submit_order(desk.services, "int-r", resting, ts=datetime.now(UTC))
+        broker.inner.on_trade("AAPL", Decimal("98.5"), datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
+        desk.fire("reconciliation")
+        desk.settle(30)  # the activity's first try fails; its retry runs the whole comparison
+        [run] = [s for s in desk.engine.query() if s.name == "reconcile"]
+        assert run.output is not None and run.output["fills"] == 1
+        assert [f["client_order_id"] for f in run.output["fixed"]] == ["int-r:entry"]
+        assert broker.failed
+        order = desk.store.get_order("int-r:entry")
+        assert order is not None and order.status.value == "filled"
+        assert risk(desk)["executions"] == ["int-r:entry@5"]
+    finally:
+        desk.close()

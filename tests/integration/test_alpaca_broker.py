@@ -4,6 +4,7 @@ mapping, the rate limiter, and account, clock and calendar."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -382,3 +383,70 @@ def test_reconciliation_books_missed_executions_and_cancels_once(
         assert [s.output["fixed"] for s in second if s.output is not None] == [[]]
     finally:
         desk.close()
+
+
+def test_exits_alpaca_will_not_link_are_linked_by_the_orchestration(
+    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+) -> None:
+    fake, broker = alpaca
+    fake.refuse_oco = "account is not permitted to submit advanced orders"
+    desk = make_desk(tmp_path, broker=broker)
+    try:
+        body = {
+            "symbol": "AAPL",
+            "side": "buy",
+            "quantity": "10",
+            "reference_price": "100",
+            "take_profit": {"limit_price": "110"},
+            "stop_loss": {"stop_price": "95"},
+        }
+        intent_id = desk.http("POST", "orders", json=body).json()["intent_id"]
+        desk.settle(2)
+        by_cid = {o["client_order_id"]: o for o in fake.orders.values()}
+        assert {
+            by_cid[f"{intent_id}:tp"]["order_class"],
+            by_cid[f"{intent_id}:sl"]["order_class"],
+        } == {"simple"}
+        fake.fill_order(by_cid[f"{intent_id}:tp"]["id"], D(110))
+        desk.settle(5)
+        shown = desk.http("GET", f"orders/{intent_id}").json()
+        assert shown["output"]["outcome"] == "completed", shown
+        assert {o["leg"]: o["status"] for o in shown["orders"]} == {
+            "entry": "filled", "tp": "filled", "sl": "canceled"}  # fmt: skip
+        assert by_cid[f"{intent_id}:sl"]["status"] == "canceled"  # the desk cancelled it
+    finally:
+        desk.close()
+
+
+def test_only_whole_share_day_or_gtc_exits_go_as_an_oco(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    _fake, broker = alpaca
+    take_profit, stop_loss = exits()
+    assert broker.supports_oco(take_profit, stop_loss)
+    half = dataclasses.replace(take_profit, quantity=D("10.5"))
+    assert not broker.supports_oco(half, dataclasses.replace(stop_loss, quantity=D("10.5")))
+    ioc = dataclasses.replace(take_profit, time_in_force=TimeInForce.IOC)
+    assert not broker.supports_oco(
+        ioc, dataclasses.replace(stop_loss, time_in_force=TimeInForce.IOC)
+    )
+
+
+def test_executions_name_their_orders_and_skip_what_they_cannot_read(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    broker.submit(leg(), "int-11:entry")  # filled at once: one FILL activity
+    fake.activities.append(
+        {"id": "zz-broken", "activity_type": "FILL", "transaction_time": "2026-03-02T15:00:05Z"}
+    )
+    since = datetime(2026, 3, 1, tzinfo=UTC)
+    [execution] = broker.executions(since)
+    assert (execution.client_order_id, execution.quantity, execution.cum_qty) == (
+        "int-11:entry", D(10), D(10))  # fmt: skip
+    assert execution.price == D(100) and execution.symbol == "AAPL"
+    # An order older than the listing window is still named, through a lookup by its id.
+    for order in fake.orders.values():
+        order["submitted_at"] = "2026-01-02T15:00:00+00:00"
+    [older] = broker.executions(since)
+    assert older.client_order_id == "int-11:entry"

@@ -173,3 +173,11 @@ def test_slippage_is_positive_when_a_fill_is_worse_than_its_reference() -> None:
     assert slippage_bps(Side.SELL, D("99.5"), D(100)) == D(50)
     with pytest.raises(ValidationError):
         slippage_bps(Side.BUY, D(1), D(0))
+
+
+def test_a_missed_execution_of_a_cancelled_order_leaves_it_cancelled() -> None:
+    cancelled = order().transition(OrderStatus.NEW, ts=T0).transition(OrderStatus.CANCELED, ts=T0)
+    [view] = catch_up_snapshots(cancelled, [execution("4", "4", "98.9")])
+    assert (view.status, view.filled_qty) == ("canceled", D(4))
+    book = cancelled.apply_fill(fill_from_snapshot(cancelled, view, account="paper", ts=T0))  # type: ignore[arg-type]
+    assert follow_status(book, view, ts=T0).status is OrderStatus.CANCELED

@@ -236,3 +236,17 @@ def test_any_sequence_of_attempts_stays_on_the_table(
             continue
         assert current.filled_qty >= previous.filled_qty
         assert current.status is previous.status or current.status in TRANSITIONS[previous.status]
+
+
+def test_an_execution_reported_after_a_cancel_is_still_booked() -> None:
+    cancelled = order().transition(OrderStatus.NEW, ts=T0).transition(OrderStatus.CANCELED, ts=T0)
+    part = cancelled.apply_fill(fill("x1", "4", "10"))
+    assert (part.status, part.filled_qty, part.avg_fill_price) == (
+        OrderStatus.CANCELED,
+        D(4),
+        D(10),
+    )
+    assert part.version == cancelled.version + 1
+    whole = part.apply_fill(fill("x2", str(order().quantity - 4), "12"))
+    assert whole.status is OrderStatus.FILLED and whole.filled_qty == order().quantity
+    assert whole.apply_fill(fill("x2", "1", "12")) is whole  # the same execution, once
