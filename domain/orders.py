@@ -25,6 +25,7 @@ from domain.risk import ExposureLeg, ReserveRequest
 from domain.serde import (
     dec_str,
     parse_decimal,
+    parse_enum,
     parse_positive_decimal,
     parse_ts,
     require,
@@ -34,16 +35,6 @@ from domain.serde import (
 
 MAX_CLIENT_ORDER_ID = 128  # Alpaca's limit
 _LEG_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
-
-
-def _enum(kind: type[StrEnum], value: object, field_name: str) -> Any:
-    allowed = ", ".join(m.value for m in kind)
-    if not isinstance(value, str):
-        raise ValidationError(field_name, f"must be one of {allowed}")
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValidationError(field_name, f"must be one of {allowed}") from None
 
 
 def _optional_price(data: Mapping[str, Any], name: str) -> Decimal | None:
@@ -127,10 +118,12 @@ class OrderLeg:
         return cls(
             name=require_str(data, "name", max_len=16),
             symbol=parse_symbol(require(data, "symbol")),
-            side=_enum(Side, require(data, "side"), "side"),
+            side=parse_enum(Side, require(data, "side"), "side"),
             quantity=parse_positive_decimal(require(data, "quantity"), "quantity"),
-            order_type=_enum(OrderType, data.get("order_type", "market"), "order_type"),
-            time_in_force=_enum(TimeInForce, data.get("time_in_force", "day"), "time_in_force"),
+            order_type=parse_enum(OrderType, data.get("order_type", "market"), "order_type"),
+            time_in_force=parse_enum(
+                TimeInForce, data.get("time_in_force", "day"), "time_in_force"
+            ),
             limit_price=_optional_price(data, "limit_price"),
             stop_price=_optional_price(data, "stop_price"),
             trail_percent=_optional_price(data, "trail_percent"),
@@ -264,7 +257,7 @@ class OrderIntent:
             intent_id=require_str(data, "intent_id", max_len=100),
             account=require_str(data, "account"),
             source=require_str(data, "source"),
-            kind=_enum(PlanKind, require(data, "kind"), "kind"),
+            kind=parse_enum(PlanKind, require(data, "kind"), "kind"),
             legs=tuple(OrderLeg.from_dict(leg) for leg in legs),
             ts_created=parse_ts(require(data, "ts_created"), "ts_created"),
             reference_prices={
@@ -463,9 +456,9 @@ class Order:
             intent_id=require_str(data, "intent_id"),
             leg=require_str(data, "leg"),
             symbol=parse_symbol(require(data, "symbol")),
-            side=_enum(Side, require(data, "side"), "side"),
+            side=parse_enum(Side, require(data, "side"), "side"),
             quantity=parse_positive_decimal(require(data, "quantity"), "quantity"),
-            status=_enum(OrderStatus, data.get("status", "pending_new"), "status"),
+            status=parse_enum(OrderStatus, data.get("status", "pending_new"), "status"),
             broker_order_id=data.get("broker_order_id"),
             filled_qty=parse_decimal(data.get("filled_qty", "0"), "filled_qty"),
             avg_fill_price=None if avg is None else parse_decimal(avg, "avg_fill_price"),

@@ -10,9 +10,23 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from domain.errors import ValidationError
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_enum(kind: type[E], value: object, field: str) -> E:
+    """A member of ``kind`` by its wire value, or a ValidationError listing the values."""
+    allowed = ", ".join(member.value for member in kind)
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be one of {allowed}, got {type(value).__name__}")
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValidationError(field, f"must be one of {allowed}, got {value[:40]!r}") from None
 
 
 def dec_str(value: Decimal) -> str:
