@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     FloatArray = NDArray[np.float64]
+    IndexArray = NDArray[np.intp]
 
 
 def _window(value: object, name: str = "window") -> int:
@@ -299,6 +300,100 @@ def sma(values: FloatArray | list[float], window: int) -> FloatArray:
         shift = x[0]
         out[window - 1 :] = shift + sliding_window_view(x - shift, window).sum(axis=1) / window
     return out
+
+
+_PREFIX_BLOCK = 1024
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BlockPrefix:
+    """A series prepared for rolling means of any window in O(n) each: backtests sweep
+    windows of hundreds of bars over millions of bars, where summing every window (as
+    :func:`sma` does) costs O(n * window). Not bit-identical to :func:`sma`: where a
+    decision hinges on a near-tie between two means, recompute them with :func:`sma_at`.
+
+    Values are taken about the first one (as in :func:`sma`) and summed cumulatively within
+    fixed blocks of 1024, restarting at each block; a window's sum is then a difference of
+    two such sums plus the totals of the blocks it spans. Every partial sum runs over at
+    most one block, so no error carries along the series as it does in a cumsum over the
+    whole series (off by ~5e-9 after a million bars): a mean is within ~1e-13 of the
+    exact one relative to the spread of the values. The blocks do not depend on the
+    window, so a mean is the same bits whichever windows are asked for together."""
+
+    shift: float
+    prefix: FloatArray  # block-restarted running sums, padded to whole blocks
+    totals: FloatArray  # each block's sum
+    before: FloatArray  # sum of the blocks before each block
+    size: int
+
+    @classmethod
+    def of(cls, values: FloatArray | list[float]) -> BlockPrefix:
+        import numpy as np
+
+        x = _as_array(values)
+        n = len(x)
+        blocks = max(1, -(-n // _PREFIX_BLOCK))
+        shift = float(x[0]) if n else 0.0
+        prefix = np.empty(blocks * _PREFIX_BLOCK)
+        np.subtract(x, shift, out=prefix[:n])
+        prefix[n:] = 0.0
+        grid = prefix.reshape(blocks, _PREFIX_BLOCK)
+        np.cumsum(grid, axis=1, out=grid)
+        totals = grid[:, -1].copy()
+        before = np.zeros(blocks)
+        np.cumsum(totals[:-1], out=before[1:])
+        return cls(shift, prefix, totals, before, n)
+
+    def mean(self, window: int) -> FloatArray:
+        """Rolling mean over ``window`` values; NaN until the window is full."""
+        means = self.centred_mean(window)
+        means += self.shift
+        return means
+
+    def centred_mean(self, window: int) -> FloatArray:
+        """:meth:`mean` less the first value: what comparing two means needs, one pass
+        cheaper."""
+        import numpy as np
+
+        _window(window)
+        n, block = self.size, _PREFIX_BLOCK
+        out = np.empty(len(self.prefix))
+        out[: window - 1] = np.nan
+        if n < window:
+            return out[:n]
+        prefix = self.prefix
+        # The first full window ends at window - 1 and starts the series.
+        out[window - 1] = prefix[window - 1] + self.before[(window - 1) // block]
+        np.subtract(prefix[window:n], prefix[: n - window], out=out[window:n])
+        if window < block:
+            # A window ending in the first ``window`` values of block k starts in block
+            # k - 1: add that block's total (the difference above took away its head).
+            out.reshape(-1, block)[1:, :window] += self.totals[:-1, None]
+        else:
+            index = np.arange(n) // block
+            out[window:n] += self.before[index[window:]] - self.before[index[: n - window]]
+        means = out[window - 1 : n]
+        np.divide(means, window, out=means)
+        return out[:n]
+
+
+def sma_at(values: FloatArray | list[float], window: int, index: IndexArray) -> FloatArray:
+    """The values :func:`sma` gives at bars ``index`` (each at least ``window - 1``), to the
+    bit, without computing the others: the same window sums over the same centred values."""
+    import numpy as np
+
+    x = _as_array(values)
+    _window(window)
+    starts = np.asarray(index, dtype=np.intp) - (window - 1)
+    if len(starts) and (starts.min() < 0 or starts.max() > len(x) - window):
+        raise ValidationError("index", f"must lie in [{window - 1}, {len(x) - 1}]")
+    shift = x[0]
+    # Only the asked-for windows are centred and summed, each as one contiguous row, which
+    # numpy sums exactly as it does each row of the sliding-window view in ``sma``.
+    rows = starts[:, None] + np.arange(window)
+    sums = (x[rows] - shift).sum(axis=1)
+    means: FloatArray = shift + sums / window
+    return means
 
 
 def ema(values: FloatArray | list[float], span: int) -> FloatArray:

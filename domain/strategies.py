@@ -200,11 +200,7 @@ class _Crossover(_Base):
         column = np.asarray(prices, dtype=np.float64).reshape(len(prices), -1)[:, 0]
         fast = type(self).vectorised(column, self.fast)
         slow = type(self).vectorised(column, self.slow)
-        raw = np.full(len(column), np.nan)
-        warm = ~np.isnan(fast) & ~np.isnan(slow)
-        raw[warm & (fast > slow)] = 1.0
-        raw[warm & (fast < slow)] = -1.0 if self.allow_short else 0.0
-        return _hold(raw).reshape(len(column), 1)
+        return crossover_targets(fast, slow, self.allow_short).reshape(len(column), 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +220,33 @@ class _Crossover(_Base):
         self._restore_base(state)
         self.fast_avg = self.average.from_dict(state["fast"])
         self.slow_avg = self.average.from_dict(state["slow"])
+
+
+def crossover_targets(
+    fast: NDArray[np.float64], slow: NDArray[np.float64], allow_short: bool = False
+) -> Targets:
+    """The crossover decision over two average series (1-D): +1 where ``fast`` is above
+    ``slow``, -1 (or 0 when ``allow_short`` is false) where below; a tie or a bar still
+    warming up (NaN) keeps the previous target, starting flat. Parameter sweeps call it with
+    averages they computed once per window."""
+    import numpy as np
+
+    up = fast > slow
+    down = fast < slow
+    decided = up | down
+    count = len(decided)
+    first = int(np.argmax(decided)) if count else 0
+    if count and decided[first] and np.count_nonzero(decided) == count - first:
+        # Undecided bars are only the warm-up before ``first``, which is flat: nothing to
+        # hold through, so the decision is the target (the common case, and much faster).
+        targets = up.astype(np.int8)
+        if allow_short:
+            targets -= down.astype(np.int8)
+        return targets
+    raw = np.full(len(fast), np.nan)
+    raw[up] = 1.0
+    raw[down] = -1.0 if allow_short else 0.0
+    return _hold(raw)
 
 
 def _hold(raw: NDArray[np.float64]) -> Targets:
