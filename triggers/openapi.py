@@ -303,6 +303,56 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/backtests": {
+                "post": {
+                    "summary": "Start a backtest: a parameter grid over one data set",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["data", "grid"],
+                                    "properties": {
+                                        "data": {
+                                            "type": "object",
+                                            "required": ["source"],
+                                            "properties": {
+                                                "source": {
+                                                    "type": "string",
+                                                    "enum": ["synthetic", "file", "alpaca"],
+                                                }
+                                            },
+                                        },
+                                        "grid": {
+                                            "type": "object",
+                                            "required": ["base"],
+                                            "properties": {
+                                                "base": {"type": "object"},
+                                                "axes": {"type": "object"},
+                                            },
+                                        },
+                                        "execution": {"type": "object"},
+                                        "metric": {"type": "string"},
+                                        "top": {"type": "integer", "minimum": 1, "maximum": 1000},
+                                        "slice_size": {
+                                            "type": "integer",
+                                            "minimum": 1,
+                                            "maximum": 10000,
+                                        },
+                                        "bars_per_year": {"type": "number", "minimum": 1},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json("started: the durable status links"),
+                        "400": _error("invalid request"),
+                        "401": {"description": "a function key is required"},
+                    },
+                }
+            },
             "/api/metrics": {
                 "get": {
                     "summary": "This instance's metrics in the Prometheus text format",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -306,3 +307,67 @@ def test_the_alpaca_feed_without_keys_says_what_is_missing(tmp_path: Path) -> No
     )
     assert done.returncode != 0
     assert "--feed alpaca: ALPACA_KEY_ID" in done.stderr
+
+
+def test_a_backtest_fans_out_to_worker_processes_under_devhost(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRADING_BOOKS_PATH": str(tmp_path / "books.sqlite"),
+        "DEVHOST_CPU_BOUND_ACTIVITIES": "backtest_slice",
+        "DEVHOST_FUNCTION_KEY": "test-function-key",
+        "DEVHOST_MASTER_KEY": "test-master-key",
+    }
+    command = [
+        sys.executable, "-m", "devhost", "--root", str(root), "--state-dir",
+        str(tmp_path / "state"), "start", "--port", str(port), "--no-timers",
+        "--log-level", "ERROR",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/api"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                requests.get(f"{base}/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        body = {
+            "data": {"source": "synthetic", "symbols": ["SPY"], "bars": 20_000, "seed": 3},
+            "grid": {
+                "base": {"kind": "sma_cross", "symbol": "SPY"},
+                "axes": {"fast": [5, 10, 20, 40], "slow": [50, 100, 200]},
+            },
+            "slice_size": 2,
+            "top": 5,
+        }
+        started = requests.post(
+            f"{base}/backtests",
+            json=body,
+            headers={"x-functions-key": "test-function-key"},
+            timeout=10,
+        )
+        assert started.status_code == 202, started.text
+        status_url = started.json()["statusQueryGetUri"]
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline and status.get("runtimeStatus") != "Completed":
+            status = requests.get(status_url, timeout=5).json()
+            time.sleep(0.2)
+        assert status.get("runtimeStatus") == "Completed", status
+        output = status["output"]
+        assert (output["combinations"], output["slices"]) == (12, 6)
+        assert len(output["leaderboard"]) == 5
+        sharpes = [row["metrics"]["sharpe"] for row in output["leaderboard"]]
+        assert sharpes == sorted(sharpes, reverse=True)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
