@@ -59,13 +59,27 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP) $(NODE_STAMP)
+# The backtest benchmark compares with vectorbt and backtesting.py, which stay out of the
+# app's environment: their own, inside .venv (ignored, and removed by `make clean`).
+BENCH_VENV := $(VENV)/bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+# Spans would only be printed between the figures.
+bench: export OTEL_TRACES_EXPORTER = none
+bench: $(STAMP) $(NODE_STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench.ticks
 	$(BIN)/python -m bench.durable
 	$(BIN)/python -m bench.trigger
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.imports
 	$(BIN)/python -m bench.stores
+	$(BENCH_VENV)/bin/python -m bench.backtest
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .desk tests/e2e/artifacts

@@ -73,6 +73,16 @@ def _number(value: object, name: str, *, positive: bool = False) -> float:
     return number
 
 
+def _known(data: Mapping[str, Any], name: str, fields: tuple[str, ...]) -> None:
+    # A misspelt field would otherwise leave its default in place without a word (a
+    # commission of zero, say), and the backtest would look better than it should.
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        raise ValidationError(
+            f"{name}.{unknown[0]}", f"is not a field; the fields are {', '.join(fields)}"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Commission:
     kind: CommissionKind = CommissionKind.BPS
@@ -92,6 +102,7 @@ class Commission:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Commission:
+        _known(data, "commission", ("kind", "amount"))
         return cls(data.get("kind", CommissionKind.BPS), data.get("amount", 0.0))
 
 
@@ -109,6 +120,7 @@ class Slippage:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Slippage:
+        _known(data, "slippage", ("kind", "amount"))
         return cls(data.get("kind", SlippageKind.BPS), data.get("amount", 0.0))
 
 
@@ -128,6 +140,7 @@ class Sizing:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Sizing:
+        _known(data, "sizing", ("kind", "quantity"))
         return cls(data.get("kind", SizingKind.ALL_IN), data.get("quantity", 1.0))
 
 
@@ -163,6 +176,7 @@ class ExecutionModel:
     def from_dict(cls, data: Mapping[str, Any]) -> ExecutionModel:
         if not isinstance(data, Mapping):
             raise ValidationError("execution", "must be an object")
+        _known(data, "execution", ("fill", "commission", "slippage", "sizing", "starting_cash"))
         parts: dict[str, Mapping[str, Any]] = {}
         for name in ("commission", "slippage", "sizing"):
             part = data.get(name) or {}

@@ -125,7 +125,7 @@ class StrategySignals:
         tolerance = _NEAR_TIE * float(self._cache[scale_key])
         # Two one-byte comparisons cost less than an eight-byte absolute value.
         near = np.flatnonzero((difference <= tolerance) & (difference >= -tolerance))
-        if False:
+        if len(near):
             difference[near] = indicators.sma_at(close, strategy.fast, near) - indicators.sma_at(
                 close, strategy.slow, near
             )

@@ -336,7 +336,7 @@ def test_a_backtest_fans_out_to_worker_processes_under_devhost(tmp_path: Path) -
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
-        body = {
+        body: dict[str, Any] = {
             "data": {"source": "synthetic", "symbols": ["SPY"], "bars": 20_000, "seed": 3},
             "grid": {
                 "base": {"kind": "sma_cross", "symbol": "SPY"},

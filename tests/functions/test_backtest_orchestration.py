@@ -20,7 +20,7 @@ GRID = {
     "base": {"kind": "sma_cross", "symbol": "AAPL"},
     "axes": {"fast": [3, 5, 8, 13], "slow": [21, 34, 55]},
 }
-EXECUTION = {"commission": {"kind": "bps", "value": 10.0}}
+EXECUTION = {"commission": {"kind": "bps", "amount": 10.0}}
 
 
 @pytest.fixture

@@ -196,6 +196,8 @@ def test_execution_model_round_trips_and_names_bad_fields() -> None:
         ({"sizing": {"kind": "fixed", "quantity": 0}}, "sizing.quantity"),
         ({"starting_cash": 0}, "starting_cash"),
         ({"starting_cash": True}, "starting_cash"),
+        ({"commission": {"kind": "bps", "value": 10}}, "commission.value"),
+        ({"slipage": {}}, "execution.slipage"),
     ]
     for data, field in cases:
         with pytest.raises(ValidationError) as caught:
