@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from activities.blueprint import bp
-from domain.backtest_jobs import BacktestJob, leaderboard, slices
+from domain.backtest_jobs import HIGHER_IS_BETTER, BacktestJob, leaderboard, slices
 from domain.errors import ValidationError
 from domain.serde import require
 
@@ -46,7 +46,7 @@ def _configs(job: BacktestJob) -> tuple[list[dict[str, Any]], int]:
 def plan(job: BacktestJob) -> dict[str, Any]:
     """Checks the request all the way (grid, execution model, metric) and splits it."""
     from domain.backtest import ExecutionModel
-    from domain.backtest.metrics import HIGHER_IS_BETTER, check_metric
+    from domain.backtest.metrics import check_metric
 
     check_metric(job.metric)
     ExecutionModel.from_dict(job.execution)
@@ -62,7 +62,6 @@ def plan(job: BacktestJob) -> dict[str, Any]:
 def run_slice(job: BacktestJob, offset: int, count: int) -> dict[str, Any]:
     """The slice's best ``job.top`` rows: all the leaderboard can take from it."""
     from domain.backtest import ExecutionModel, sweep
-    from domain.backtest.metrics import HIGHER_IS_BETTER
 
     configs, _skipped = _configs(job)
     if not 0 <= offset < len(configs) or count < 1:

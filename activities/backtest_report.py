@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from domain.backtest_jobs import HIGHER_IS_BETTER
 from domain.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -61,24 +62,6 @@ METRIC_ROWS: tuple[tuple[str, str, str], ...] = (
 )
 FORMAT_OF = {name: kind for name, _, kind in METRIC_ROWS}
 LABEL_OF = {name: label for name, label, _ in METRIC_ROWS}
-# Whether more is better, for the heat-map's colours and the leaderboard's order (the
-# engine's own table, repeated so this module needs no numpy to be imported).
-HIGHER_IS_BETTER = {
-    "final_equity": True,
-    "total_return": True,
-    "annualised_return": True,
-    "volatility": False,
-    "sharpe": True,
-    "sortino": True,
-    "max_drawdown": False,
-    "max_drawdown_duration": False,
-    "longest_drawdown": False,
-    "win_rate": True,
-    "profit_factor": True,
-    "exposure": False,
-    "turnover": False,
-    "fees": False,
-}
 EQUITY_COLOUR = "#2f6fde"
 DRAWDOWN_COLOUR = "#c4320a"
 SYMBOL_COLOURS = ("#2f6fde", "#12805c", "#b54708", "#7a5af8", "#c4320a", "#0e9384", "#667085")

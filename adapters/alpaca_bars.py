@@ -25,7 +25,7 @@ from alpaca.data.requests import StockBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from numpy.typing import NDArray
 
-from adapters.alpaca_broker import _fault, _TimeoutAdapter
+from adapters.alpaca_broker import TimeoutAdapter, alpaca_fault
 from domain.errors import ValidationError
 
 TIMEFRAMES: dict[str, TimeFrame] = {
@@ -102,7 +102,7 @@ class AlpacaBarSource:
         # alpaca-py sets no timeout: a hung connection would hold an activity for ever.
         session = getattr(client, "_session", None)
         if session is not None:
-            adapter = _TimeoutAdapter(timeout_s)
+            adapter = TimeoutAdapter(timeout_s)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
 
@@ -141,7 +141,7 @@ class AlpacaBarSource:
         try:
             answer = self._client.get_stock_bars(request)
         except (APIError, requests.RequestException) as error:
-            raise _fault(error) from error
+            raise alpaca_fault(error) from error
         if isinstance(answer, BarSet):
             return {s: _model_columns(b) for s, b in answer.data.items() if b}
         if not isinstance(answer, Mapping):

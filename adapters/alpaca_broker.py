@@ -131,7 +131,7 @@ def _message_of(error: APIError) -> str:
         return str(error)
 
 
-def _fault(error: Exception) -> Exception:
+def alpaca_fault(error: Exception) -> Exception:
     """The domain's view of a failed call."""
     if isinstance(error, APIError):
         status = _status_of(error)
@@ -157,7 +157,7 @@ def _value(enum_or_text: Any) -> str:
     return str(getattr(enum_or_text, "value", enum_or_text))
 
 
-class _TimeoutAdapter(requests.adapters.HTTPAdapter):
+class TimeoutAdapter(requests.adapters.HTTPAdapter):
     """Gives every request a timeout unless it has one."""
 
     def __init__(self, timeout_s: float) -> None:
@@ -187,7 +187,7 @@ class AlpacaBroker:
         # alpaca-py sets no timeout: a hung connection would hold an activity for ever.
         session = getattr(client, "_session", None)
         if session is not None:
-            adapter = _TimeoutAdapter(timeout_s)
+            adapter = TimeoutAdapter(timeout_s)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self._limiter = limiter or RateLimiter()
@@ -219,7 +219,7 @@ class AlpacaBroker:
         try:
             return call()
         except (APIError, requests.RequestException) as error:
-            raise _fault(error) from error
+            raise alpaca_fault(error) from error
 
     # -- orders ------------------------------------------------------------------------------
 

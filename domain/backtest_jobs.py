@@ -19,6 +19,24 @@ from typing import Any, Self
 from domain.errors import ValidationError
 
 MAX_COMBINATIONS = 100_000
+# Whether a higher value of each metric (``domain.backtest.metrics``) is better: how a sweep
+# is ranked. Here, not with the metrics, so ranking needs no numpy.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "final_equity": True,
+    "total_return": True,
+    "annualised_return": True,
+    "volatility": False,
+    "sharpe": True,
+    "sortino": True,
+    "max_drawdown": False,
+    "max_drawdown_duration": False,
+    "longest_drawdown": False,
+    "win_rate": True,
+    "profit_factor": True,
+    "exposure": False,
+    "turnover": False,
+    "fees": False,
+}
 MAX_REFERENCE_BYTES = 4_096
 DATA_SOURCES = ("synthetic", "file", "alpaca")
 

@@ -41,6 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from domain.backtest.model import FloatArray, positive_float
+from domain.backtest_jobs import HIGHER_IS_BETTER as HIGHER_IS_BETTER
 from domain.errors import ValidationError
 
 
@@ -86,25 +87,6 @@ class Metrics:
             else:
                 values[f.name] = math.nan if value is None else float(value)
         return cls(**values)
-
-
-# Whether a higher value is better, for ranking a sweep by any metric.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "final_equity": True,
-    "total_return": True,
-    "annualised_return": True,
-    "volatility": False,
-    "sharpe": True,
-    "sortino": True,
-    "max_drawdown": False,
-    "max_drawdown_duration": False,
-    "longest_drawdown": False,
-    "win_rate": True,
-    "profit_factor": True,
-    "exposure": False,
-    "turnover": False,
-    "fees": False,
-}
 
 
 def check_metric(name: str) -> str:

@@ -11,13 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from domain.errors import ValidationError
 from domain.model import parse_symbol
+from domain.serde import parse_enum
 
 FloatArray = NDArray[np.float64]
 IndexArray = NDArray[np.intp]
@@ -45,19 +46,6 @@ class SlippageKind(StrEnum):
 class SizingKind(StrEnum):
     ALL_IN = "all_in"  # the target is a fraction of the sleeve's equity
     FIXED = "fixed"  # the target times a fixed quantity of shares
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def _enum(kind: type[E], value: object, name: str) -> E:
-    if not isinstance(value, str):
-        raise ValidationError(name, f"must be a string, got {type(value).__name__}")
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise ValidationError(name, f"must be one of {allowed}, got {value!r}") from None
 
 
 def _number(value: object, name: str, *, positive: bool = False) -> float:
@@ -89,7 +77,7 @@ class Commission:
     amount: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _enum(CommissionKind, self.kind, "commission.kind"))
+        object.__setattr__(self, "kind", parse_enum(CommissionKind, self.kind, "commission.kind"))
         object.__setattr__(self, "amount", _number(self.amount, "commission.amount"))
 
     @property
@@ -112,7 +100,7 @@ class Slippage:
     amount: float = 0.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _enum(SlippageKind, self.kind, "slippage.kind"))
+        object.__setattr__(self, "kind", parse_enum(SlippageKind, self.kind, "slippage.kind"))
         object.__setattr__(self, "amount", _number(self.amount, "slippage.amount"))
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,7 +118,7 @@ class Sizing:
     quantity: float = 1.0  # shares per unit of target, for FIXED sizing
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _enum(SizingKind, self.kind, "sizing.kind"))
+        object.__setattr__(self, "kind", parse_enum(SizingKind, self.kind, "sizing.kind"))
         object.__setattr__(
             self, "quantity", _number(self.quantity, "sizing.quantity", positive=True)
         )
@@ -155,7 +143,7 @@ class ExecutionModel:
     starting_cash: float = 100_000.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fill", _enum(FillTiming, self.fill, "fill"))
+        object.__setattr__(self, "fill", parse_enum(FillTiming, self.fill, "fill"))
         for name, kind in (("commission", Commission), ("slippage", Slippage), ("sizing", Sizing)):
             if not isinstance(getattr(self, name), kind):
                 raise ValidationError(name, f"must be a {kind.__name__}")
