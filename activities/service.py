@@ -256,10 +256,7 @@ def submit_order(
                 avg_fill_price=None,
                 reject_reason=str(error),
             )
-    latency_ms = None if ts_wall_created is None else (time.time() - ts_wall_created) * 1000
-    if latency_ms is not None and not resent:
-        telemetry().record("desk.tick_to_submit", latency_ms)
-        alerting.observe(svc, alerting.LATENCY_METRIC, latency_ms, ts=ts)
+    latency_ms = None if resent else _observe_submit(svc, ts_wall_created, ts)
     record(
         svc,
         AuditKind.ORDER_EVENT,
@@ -275,6 +272,69 @@ def submit_order(
     )
     fills = apply_snapshot(svc, snapshot, ts=ts)
     return _outcome(snapshot, fills)
+
+
+def submit_bracket(
+    svc: Services,
+    intent_id: str,
+    entry: OrderLeg,
+    exits: Sequence[OrderLeg],
+    *,
+    ts: datetime,
+    ts_wall_created: float | None = None,
+    reference_price: Decimal | None = None,
+) -> list[LegOutcome]:
+    """An entry with its exits as one order at the broker (a bracket, or OTO with one
+    exit), once: the books hold all of them first, and a retry that finds the entry at the
+    broker reads the legs instead of sending again. A broker that refuses the order class
+    raises ``TerminalError`` (the caller falls back to separate orders); the caller checks
+    for a halt."""
+    legs = (entry, *exits)
+    ids = [
+        _book_order(
+            svc, intent_id, leg, ts, reference_price if leg is entry else None
+        ).client_order_id
+        for leg in legs
+    ]
+    found = svc.broker.get_by_client_order_id(ids[0])
+    snapshots: list[BrokerOrder | None]
+    if found is not None:
+        snapshots = [found, *(svc.broker.get_by_client_order_id(cid) for cid in ids[1:])]
+    else:
+        with telemetry().span("broker.submit", client_order_id=ids[0], symbol=entry.symbol):
+            snapshots = list(svc.broker.submit_bracket(entry, exits, ids))
+        _observe_submit(svc, ts_wall_created, ts)
+    order_class = "bracket" if len(exits) == 2 else "oto"
+    outcomes = []
+    for leg, cid, snapshot in zip(legs, ids, snapshots, strict=True):
+        if snapshot is None:
+            log.warning("%s leg %s is missing at the broker", order_class, cid)
+            outcomes.append(LegOutcome.missing(cid))
+            continue
+        record(
+            svc,
+            AuditKind.ORDER_EVENT,
+            f"{cid}:submitted",
+            ts=ts,
+            correlation=_correlation(intent_id, cid),
+            payload={
+                "leg": leg.to_dict(),
+                "order_class": order_class,
+                "broker_order_id": snapshot.broker_order_id,
+                "found_at_broker": found is not None,
+            },
+        )
+        outcomes.append(_outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts)))
+    return outcomes
+
+
+def _observe_submit(svc: Services, ts_wall_created: float | None, ts: datetime) -> float | None:
+    """Tick-to-submit time of an order just sent, if the request is timed."""
+    latency_ms = None if ts_wall_created is None else (time.time() - ts_wall_created) * 1000
+    if latency_ms is not None:
+        telemetry().record("desk.tick_to_submit", latency_ms)
+        alerting.observe(svc, alerting.LATENCY_METRIC, latency_ms, ts=ts)
+    return latency_ms
 
 
 def submit_oco(

@@ -102,21 +102,58 @@ def submit_order(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 @observed
-def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
-    """A bracket's take-profit and stop-loss: one OCO order where the broker has them,
-    else two orders the orchestration links (``native`` says which)."""
+def submit_bracket(payload: dict[str, Any]) -> dict[str, Any]:
+    """A bracket's entry (``entry``, a ``LegRequest``) with its ``exits``: as one order
+    where the broker takes it (``native``), the exits held there until the entry fills in
+    full; otherwise the entry alone, its exits placed once it has filled. Decided once per
+    intent, like the exits' OCO."""
     svc = services()
-    intent_id = require_str(payload, "intent_id")
-    ts = parse_ts(require(payload, "ts"), "ts")
-    take_profit = OrderLeg.from_dict(require(payload, "take_profit"))
-    stop_loss = OrderLeg.from_dict(require(payload, "stop_loss"))
-    # Decided once per intent: a retry after a rejected OCO must not take the exits that
-    # replaced it for an OCO (they would not cancel each other).
-    decided = svc.store.load(f"exits:{intent_id}")
+    request = LegRequest.from_dict(_object(payload, "entry"))
+    exits = [OrderLeg.from_dict(leg) for leg in _objects(payload, "exits")]
+    _record_entries(svc, list(request.audit), request.ts)
+    intent_id, entry = request.intent_id, request.leg
+    decided = svc.store.load(f"bracket:{intent_id}")
     native = (
         bool(decided.value.get("native"))
         if decided is not None
-        else svc.broker.supports_oco(take_profit, stop_loss)
+        else service.halted(svc) is None and svc.broker.supports_bracket(entry, exits)
+    )
+    timing: dict[str, Any] = {
+        "ts": request.ts,
+        "ts_wall_created": request.ts_wall_created,
+        "reference_price": request.reference_price,
+    }
+    if native:
+        try:
+            outcomes = service.submit_bracket(svc, intent_id, entry, exits, **timing)
+        except TerminalError as refused:
+            log.warning(
+                "bracket for %s refused (%s): exits placed once the entry fills", intent_id, refused
+            )
+            _decide(svc, f"bracket:{intent_id}", refused)
+            native = False
+    if not native:
+        outcomes = [service.submit_order(svc, intent_id, entry, **timing)]
+    return {"native": native, "orders": [outcome.to_dict() for outcome in outcomes]}
+
+
+@bp.activity_trigger(input_name="payload")
+@observed
+def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
+    """A bracket's exits (``exits``: take-profit and stop-loss, or one of them): a pair as
+    one OCO order where the broker has them, else separate orders the orchestration links
+    (``native`` says which)."""
+    svc = services()
+    intent_id = require_str(payload, "intent_id")
+    ts = parse_ts(require(payload, "ts"), "ts")
+    exits = [OrderLeg.from_dict(leg) for leg in _objects(payload, "exits")]
+    # Decided once per intent: a retry after a rejected OCO must not take the exits that
+    # replaced it for an OCO (they would not cancel each other).
+    decided = svc.store.load(f"exits:{intent_id}")
+    native = len(exits) == 2 and (
+        bool(decided.value.get("native"))
+        if decided is not None
+        else svc.broker.supports_oco(exits[0], exits[1])
     )
     halt = service.halted(svc)
     if halt is not None:
@@ -125,30 +162,43 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
         reason = f"account halted: {halt.get('reason')}; the flatten closes the position"
         outcomes = [
             LegOutcome(leg.client_order_id(intent_id), "rejected", reject_reason=reason)
-            for leg in (take_profit, stop_loss)
+            for leg in exits
         ]
     elif native:
         try:
-            outcomes = service.submit_oco(svc, intent_id, take_profit, stop_loss, ts=ts)
+            outcomes = service.submit_oco(svc, intent_id, exits[0], exits[1], ts=ts)
         except TerminalError as refused:
             # The broker will not link these exits: the position still needs them, as two
             # orders the orchestration links.
             log.warning(
                 "OCO for %s refused (%s): exits linked by the orchestration", intent_id, refused
             )
-            with contextlib.suppress(Conflict):
-                svc.store.save(
-                    f"exits:{intent_id}",
-                    {"native": False, "reason": str(refused)[:500]},
-                    expected_version=None,
-                )
+            _decide(svc, f"exits:{intent_id}", refused)
             native = False
     if not native and halt is None:
-        outcomes = [
-            service.submit_order(svc, intent_id, leg, ts=ts, closing=True)
-            for leg in (take_profit, stop_loss)
-        ]
+        outcomes = [service.submit_order(svc, intent_id, leg, ts=ts, closing=True) for leg in exits]
     return {"native": native, "orders": [outcome.to_dict() for outcome in outcomes]}
+
+
+def _decide(svc: Services, key: str, refused: TerminalError) -> None:
+    """Remember that the broker refused an order class for this intent, so a retry sends
+    the same separate orders instead of trying the class again."""
+    with contextlib.suppress(Conflict):
+        svc.store.save(key, {"native": False, "reason": str(refused)[:500]}, expected_version=None)
+
+
+def _object(payload: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = require(payload, name)
+    if not isinstance(value, Mapping):
+        raise ValidationError(name, "must be an object")
+    return value
+
+
+def _objects(payload: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    value = require(payload, name)
+    if not isinstance(value, list) or not value or not all(isinstance(v, Mapping) for v in value):
+        raise ValidationError(name, "must be a non-empty list of objects")
+    return value
 
 
 @bp.activity_trigger(input_name="payload")

@@ -8,11 +8,17 @@ client order id before anything else is concluded. Errors map to the domain's tr
 message. A client-side limiter keeps the account under its 200 requests a minute across
 threads.
 
-A bracket's exits go to Alpaca as one OCO order (equities): Alpaca names only its parent,
-the take-profit, with the desk's client order id, and gives the stop-loss leg an id of its
-own; the adapter finds that leg through its parent, so both are looked up, followed and
-cancelled by the desk's ids. Crypto takes simple orders only (no trailing stops, no OCO):
-the adapter says so up front instead of letting the API reject them.
+Alpaca's advanced order classes (equities) name only their parent with the desk's client
+order id and give each leg an id of their own; the adapter finds a leg through its parent,
+so every order is looked up, followed and cancelled by the desk's ids:
+
+- a bracket (entry, take-profit and stop-loss) or OTO (entry and one exit): the parent is
+  the entry (``<intent>:entry``), the legs answer to ``<intent>:tp`` and ``<intent>:sl``;
+- an OCO of exits: the parent is the take-profit, the stop-loss leg answers to the
+  stop-loss's id (``domain.execution.oco_stop_loss_id``).
+
+Crypto takes simple orders only (no trailing stops, no advanced classes): the adapter says
+so up front instead of letting the API reject them.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 from decimal import Decimal
@@ -51,7 +57,16 @@ from alpaca.trading.requests import (
 )
 
 from domain.errors import RetryableFault, TerminalError, ValidationError
-from domain.execution import BrokerOrder, Execution, oco_stop_loss_id, oco_take_profit_id
+from domain.execution import (
+    STOP_LOSS,
+    TAKE_PROFIT,
+    BrokerOrder,
+    Execution,
+    bracket_entry_id,
+    bracket_exit_ids,
+    oco_stop_loss_id,
+    oco_take_profit_id,
+)
 from domain.model import OrderType, Side
 from domain.orders import OrderLeg
 from domain.ports import MarketClock
@@ -75,7 +90,13 @@ OPEN_STATUSES = frozenset(
 )
 REQUESTS_PER_MINUTE = 200
 ACTIVITY_PAGE_MAX = 100
-OCO_TIME_IN_FORCE = frozenset({"day", "gtc"})
+ADVANCED_TIME_IN_FORCE = frozenset({"day", "gtc"})
+BRACKET_ENTRY_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
+EXIT_TYPES = {
+    OrderType.LIMIT: TAKE_PROFIT,
+    OrderType.STOP: STOP_LOSS,
+    OrderType.STOP_LIMIT: STOP_LOSS,
+}
 
 
 class RateLimiter:
@@ -205,12 +226,28 @@ class AlpacaBroker:
         trailing stop-loss, a crypto pair, a fractional quantity) is linked by the
         orchestration."""
         return (
-            not is_crypto(take_profit.symbol)
-            and take_profit.order_type is OrderType.LIMIT
-            and stop_loss.order_type in (OrderType.STOP, OrderType.STOP_LIMIT)
-            and take_profit.quantity == take_profit.quantity.to_integral_value()
-            and take_profit.time_in_force.value in OCO_TIME_IN_FORCE
+            _advanced(take_profit)
+            and EXIT_TYPES.get(take_profit.order_type) == TAKE_PROFIT
+            and EXIT_TYPES.get(stop_loss.order_type) == STOP_LOSS
             and stop_loss.time_in_force is take_profit.time_in_force
+        )
+
+    def supports_bracket(self, entry: OrderLeg, exits: Sequence[OrderLeg]) -> bool:
+        """Alpaca takes a market or limit entry with a limit take-profit and a stop or
+        stop-limit stop-loss (a bracket), or with one of them (OTO), for equities, in whole
+        shares, good for the day or until cancelled, every leg on the same terms."""
+        kinds = [EXIT_TYPES.get(leg.order_type) for leg in exits]
+        return (
+            _advanced(entry)
+            and entry.order_type in BRACKET_ENTRY_TYPES
+            and len(exits) in (1, 2)
+            and None not in kinds
+            and len(set(kinds)) == len(kinds)
+            and all(
+                (leg.symbol, leg.side, leg.quantity, leg.time_in_force)
+                == (entry.symbol, entry.side.opposite, entry.quantity, entry.time_in_force)
+                for leg in exits
+            )
         )
 
     def _call(self, call: Callable[[], Any]) -> Any:
@@ -237,7 +274,8 @@ class AlpacaBroker:
         )
 
     @staticmethod
-    def _request(leg: OrderLeg, client_order_id: str) -> OrderRequest:
+    def _request(leg: OrderLeg, client_order_id: str, **advanced: Any) -> OrderRequest:
+        """The request for one leg; ``advanced``: an order class and its exits."""
         if is_crypto(leg.symbol) and leg.order_type is OrderType.TRAILING_STOP:
             raise ValidationError("order_type", "Alpaca takes no trailing stops for crypto")
         common: dict[str, Any] = {
@@ -246,6 +284,7 @@ class AlpacaBroker:
             "side": OrderSide.BUY if leg.side is Side.BUY else OrderSide.SELL,
             "time_in_force": AlpacaTimeInForce(leg.time_in_force.value),
             "client_order_id": client_order_id,
+            **advanced,
         }
         if leg.order_type is OrderType.MARKET:
             return MarketOrderRequest(**common)
@@ -308,18 +347,42 @@ class AlpacaBroker:
             side=OrderSide.BUY if take_profit.side is Side.BUY else OrderSide.SELL,
             time_in_force=AlpacaTimeInForce(take_profit.time_in_force.value),
             client_order_id=tp_id,
-            order_class=OrderClass.OCO,
-            take_profit=TakeProfitRequest(limit_price=float(take_profit.limit_price or 0)),
-            stop_loss=StopLossRequest(
-                stop_price=float(stop_loss.stop_price or 0),
-                limit_price=None if stop_loss.limit_price is None else float(stop_loss.limit_price),
-            ),
+            **_exit_requests(OrderClass.OCO, (take_profit, stop_loss)),
         )
         parent = self._send(request, tp_id)
-        stop = self._stop_leg(parent, sl_id)
+        stop = self._leg_of(parent, STOP_LOSS, sl_id)
         if stop is None:
             raise RetryableFault(f"OCO {tp_id}: Alpaca answered without its stop-loss leg")
         return self._view(parent), stop
+
+    def submit_bracket(
+        self, entry: OrderLeg, exits: Sequence[OrderLeg], client_order_ids: Sequence[str]
+    ) -> list[BrokerOrder]:
+        """A bracket (two exits) or an OTO (one); Alpaca holds the exits until the entry
+        has filled in full, then cancels one when the other fills."""
+        if not self.supports_bracket(entry, exits):
+            raise ValidationError(
+                "order_class",
+                "Alpaca takes a market or limit entry with a limit take-profit and a stop or "
+                "stop-limit stop-loss, for equities, in whole shares, day or gtc",
+            )
+        entry_id, *exit_ids = client_order_ids
+        names = bracket_exit_ids(entry_id)
+        kinds = [EXIT_TYPES[leg.order_type] for leg in exits]
+        wanted = {TAKE_PROFIT: names[0], STOP_LOSS: names[1]} if names is not None else {}
+        if [wanted.get(kind) for kind in kinds] != exit_ids:
+            raise ValidationError("client_order_id", f"{exit_ids} are not the exits of {entry_id}")
+        order_class = OrderClass.BRACKET if len(exits) == 2 else OrderClass.OTO
+        parent = self._send(
+            self._request(entry, entry_id, **_exit_requests(order_class, exits)), entry_id
+        )
+        views = [self._view(parent)]
+        for kind, cid in zip(kinds, exit_ids, strict=True):
+            leg = self._leg_of(parent, kind, cid)
+            if leg is None:
+                raise RetryableFault(f"{entry_id}: Alpaca answered without the leg {cid}")
+            views.append(leg)
+        return views
 
     def _find(self, client_order_id: str) -> Any:
         """Alpaca's order with this client order id (its legs included), or None."""
@@ -330,30 +393,50 @@ class AlpacaBroker:
                 return None
             raise
 
-    def _stop_leg(self, parent: Any, stop_loss_id: str) -> BrokerOrder | None:
-        """The stop-loss leg of an OCO parent, under the desk's id for it."""
+    def _leg_of(self, parent: Any, kind: str, desk_id: str) -> BrokerOrder | None:
+        """The take-profit or stop-loss leg (``kind``) of an advanced order, under the
+        desk's id for it."""
         legs = parent.legs
-        if not legs and _value(parent.order_class) == OrderClass.OCO.value:
+        if not legs and _value(parent.order_class) in ADVANCED_CLASSES:
             nested = GetOrderByIdRequest(nested=True)
             parent = self._call(lambda: self._client.get_order_by_id(parent.id, nested))
             legs = parent.legs
-        stops = [
+        found = [
             leg
             for leg in legs or ()
-            if _value(leg.type) in ("stop", "stop_limit") and _value(leg.status) != "replaced"
+            if _exit_kind(leg) == kind and _value(leg.status) != "replaced"
         ]
-        if not stops:
+        if not found:
             return None
-        return dataclasses.replace(self._view(stops[0]), client_order_id=stop_loss_id)
+        return dataclasses.replace(self._view(found[0]), client_order_id=desk_id)
+
+    def _bracket_leg(self, client_order_id: str, kind: str) -> BrokerOrder | None:
+        """An exit that went with its entry as a bracket or OTO, found through the entry."""
+        entry_id = bracket_entry_id(client_order_id)
+        parent = None if entry_id is None else self._find(entry_id)
+        if parent is None or _value(parent.order_class) not in BRACKET_CLASSES:
+            return None
+        return self._leg_of(parent, kind, client_order_id)
 
     def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
-        parent_id = oco_take_profit_id(client_order_id)
-        if parent_id is not None:
-            parent = self._find(parent_id)
+        """By the desk's id. An exit may be a leg under another order's id: the stop-loss of
+        an OCO under the take-profit, either exit of a bracket under the entry. Every case
+        takes at most two requests."""
+        oco_parent_id = oco_take_profit_id(client_order_id)
+        if oco_parent_id is not None:  # a stop-loss
+            parent = self._find(oco_parent_id)
             if parent is not None and _value(parent.order_class) == OrderClass.OCO.value:
-                return self._stop_leg(parent, client_order_id)
+                return self._leg_of(parent, STOP_LOSS, client_order_id)
+            if parent is None:  # no take-profit of its own: perhaps a bracket's leg
+                leg = self._bracket_leg(client_order_id, STOP_LOSS)
+                if leg is not None:
+                    return leg
         order = self._find(client_order_id)
-        return None if order is None else self._view(order)
+        if order is not None:
+            return self._view(order)
+        if oco_stop_loss_id(client_order_id) is not None:  # a take-profit
+            return self._bracket_leg(client_order_id, TAKE_PROFIT)
+        return None
 
     def get_by_id(self, broker_order_id: str) -> BrokerOrder | None:
         """By Alpaca's own order id (an OCO leg keeps Alpaca's client order id here)."""
@@ -439,13 +522,14 @@ class AlpacaBroker:
             until = min(order.submitted_at for order in page) + timedelta(microseconds=1)
 
     def _with_legs(self, order: Any, *, open_only: bool = True) -> list[BrokerOrder]:
-        """An order and its (open) legs, OCO stop-losses under the desk's ids."""
+        """An order and its (open) legs, each leg under the desk's id for it."""
         views = [self._view(order)]
-        stop_loss_id = oco_stop_loss_id(str(order.client_order_id))
+        names = _leg_names(str(order.client_order_id))
         for leg in order.legs or ():
             view = self._view(leg)
-            if stop_loss_id is not None and _value(leg.type) in ("stop", "stop_limit"):
-                view = dataclasses.replace(view, client_order_id=stop_loss_id)
+            desk_id = names.get(_exit_kind(leg) or "")
+            if desk_id is not None:
+                view = dataclasses.replace(view, client_order_id=desk_id)
             if not open_only or view.status in OPEN_STATUSES:
                 views.append(view)
         return views
@@ -535,6 +619,48 @@ class AlpacaBroker:
             lambda: self._client.get_calendar(GetCalendarRequest(start=start, end=end))
         )
         return [(_utc(day.open, day.date), _utc(day.close, day.date)) for day in days]
+
+
+ADVANCED_CLASSES = frozenset({"oco", "bracket", "oto"})
+BRACKET_CLASSES = frozenset({"bracket", "oto"})
+
+
+def _advanced(leg: OrderLeg) -> bool:
+    """Terms every leg of an advanced order needs at Alpaca."""
+    return (
+        not is_crypto(leg.symbol)
+        and leg.quantity == leg.quantity.to_integral_value()
+        and leg.time_in_force.value in ADVANCED_TIME_IN_FORCE
+    )
+
+
+def _exit_requests(order_class: OrderClass, exits: Sequence[OrderLeg]) -> dict[str, Any]:
+    """An advanced order's class and its exits, as alpaca-py takes them."""
+    fields: dict[str, Any] = {"order_class": order_class}
+    for leg in exits:
+        if EXIT_TYPES[leg.order_type] == TAKE_PROFIT:
+            fields["take_profit"] = TakeProfitRequest(limit_price=float(leg.limit_price or 0))
+        else:
+            fields["stop_loss"] = StopLossRequest(
+                stop_price=float(leg.stop_price or 0),
+                limit_price=None if leg.limit_price is None else float(leg.limit_price),
+            )
+    return fields
+
+
+def _exit_kind(order: Any) -> str | None:
+    """Which exit an Alpaca leg is, by its type: a limit takes profit, a stop stops loss."""
+    kind = _value(order.type)
+    return TAKE_PROFIT if kind == "limit" else STOP_LOSS if kind in ("stop", "stop_limit") else None
+
+
+def _leg_names(parent_id: str) -> dict[str, str]:
+    """The desk's ids of the legs under a parent with the desk's id ``parent_id``."""
+    exits = bracket_exit_ids(parent_id)
+    if exits is not None:
+        return {TAKE_PROFIT: exits[0], STOP_LOSS: exits[1]}
+    stop_loss_id = oco_stop_loss_id(parent_id)
+    return {} if stop_loss_id is None else {STOP_LOSS: stop_loss_id}
 
 
 def _execution(activity: dict[str, Any], orders: dict[str, BrokerOrder]) -> Execution | None:

@@ -5,7 +5,10 @@ when a print reaches its price, a stop or trailing stop when a print crosses its
 Market time is the time of the last print, so a session replayed from a file fills the same
 way every time. Latency delays when a new order can first fill; ``partial_fill_fraction``
 splits fills over several prints; rejections come from a symbol list, a seeded rate, or
-missing buying power. Take-profit and stop-loss pairs can be linked natively (OCO).
+missing buying power. Take-profit and stop-loss pairs can be linked natively (OCO), and
+sent with their entry as one order (a bracket, or OTO with one exit): the exits are held
+until the entry has filled in full, then one cancels the other; an entry that ends
+otherwise (cancelled, expired, rejected) takes its held exits with it.
 
 State is held in memory for the life of the process: it stands in for a broker's servers.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -45,6 +48,7 @@ class SimulatorConfig:
     reject_rate: float = 0.0
     seed: int = 0
     supports_oco: bool = True
+    supports_bracket: bool = True
     starting_cash: Decimal = Decimal(1_000_000)
     session_open: time = time(14, 30)
     session_close: time = time(21, 0)
@@ -71,6 +75,7 @@ class SimulatorConfig:
             reject_rate=float(rate),
             seed=int(data.get("seed", 0)),
             supports_oco=bool(data.get("supports_oco", True)),
+            supports_bracket=bool(data.get("supports_bracket", True)),
             starting_cash=parse_non_negative_decimal(
                 data.get("starting_cash", 1_000_000), "starting_cash"
             ),
@@ -91,6 +96,7 @@ class _SimOrder:
     watermark: Decimal | None = None
     oco_peer: str | None = None
     reject_reason: str | None = None
+    exits: tuple[str, ...] = ()  # a bracket's entry: its held exits
 
     @property
     def remaining(self) -> Decimal:
@@ -138,6 +144,17 @@ class SimulatedBroker:
     def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
         return self.config.supports_oco
 
+    def supports_bracket(self, entry: OrderLeg, exits: Sequence[OrderLeg]) -> bool:
+        return (
+            self.config.supports_bracket
+            and len(exits) in (1, 2)
+            and all(
+                (leg.symbol, leg.side, leg.quantity)
+                == (entry.symbol, entry.side.opposite, entry.quantity)
+                for leg in exits
+            )
+        )
+
     def on_trade(self, symbol: str, price: Decimal, ts: datetime) -> list[BrokerOrder]:
         """A print: market time moves, and the symbol's open orders may fill. Returns the
         orders that changed."""
@@ -157,9 +174,8 @@ class SimulatedBroker:
             for order in list(book.values()):
                 if order.is_open and self._match(order, price, ts):
                     changed[order.client_order_id] = order.view()
-                    peer = self._cancel_peer(order)
-                    if peer is not None:
-                        changed[peer.client_order_id] = peer.view()
+                    for other in self._linked(order):
+                        changed[other.client_order_id] = other.view()
             return list(changed.values())
 
     def on_trades(self, ticks: Iterable[Tick]) -> list[BrokerOrder]:
@@ -198,6 +214,7 @@ class SimulatedBroker:
                 order.status = OrderStatus.EXPIRED
                 self._close(order)
                 expired.append(order.view())
+                expired.extend(other.view() for other in self._linked(order))
         return expired
 
     def _last_price(self, symbol: str) -> Decimal | None:
@@ -291,15 +308,36 @@ class SimulatedBroker:
         if book is not None:
             book.pop(order.client_order_id, None)
 
-    def _cancel_peer(self, order: _SimOrder) -> _SimOrder | None:
-        if order.oco_peer is None:
-            return None
-        peer = self._orders[order.oco_peer]
-        if peer.is_open:
-            peer.status = OrderStatus.CANCELED
-            self._close(peer)
-            return peer
-        return None
+    def _linked(self, order: _SimOrder) -> list[_SimOrder]:
+        """What ``order`` moving on does to the orders linked to it, which are returned:
+        filled, it cancels its OCO peer; a bracket's entry filled in full releases its held
+        exits, and one that ended otherwise cancels them."""
+        changed = []
+        if order.status is OrderStatus.FILLED and order.oco_peer is not None:
+            peer = self._orders[order.oco_peer]
+            if peer.is_open:
+                peer.status = OrderStatus.CANCELED
+                self._close(peer)
+                changed.append(peer)
+        if order.is_open:
+            return changed
+        for cid in order.exits:
+            held = self._orders[cid]
+            if held.status is not OrderStatus.HELD:
+                continue
+            if order.status is OrderStatus.FILLED:
+                held.status = OrderStatus.NEW
+                held.ts_eligible = self._ts_market + self.config.latency
+                self._work(held)
+            else:
+                held.status = (
+                    OrderStatus.REJECTED
+                    if order.status is OrderStatus.REJECTED
+                    else OrderStatus.CANCELED
+                )
+                held.reject_reason = order.reject_reason
+            changed.append(held)
+        return changed
 
     # -- order entry -----------------------------------------------------------------------
 
@@ -316,7 +354,7 @@ class SimulatedBroker:
                 return "insufficient buying power"
         return None
 
-    def _enter(self, leg: OrderLeg, client_order_id: str) -> _SimOrder:
+    def _enter(self, leg: OrderLeg, client_order_id: str, *, held: bool = False) -> _SimOrder:
         existing = self._orders.get(client_order_id)
         if existing is not None:
             return existing
@@ -328,16 +366,23 @@ class SimulatedBroker:
             ts_eligible=self._ts_market + self.config.latency,
         )
         self._orders[client_order_id] = order
+        if held:  # an exit waiting for its entry: neither checked nor working yet
+            order.status = OrderStatus.HELD
+            return order
         reason = self._rejection(leg, client_order_id)
         if reason is not None:
             order.status = OrderStatus.REJECTED
             order.reject_reason = reason
             return order
-        self._open_by_symbol.setdefault(leg.symbol, {})[client_order_id] = order
-        if leg.time_in_force in (TimeInForce.DAY, TimeInForce.OPG, TimeInForce.CLS):
-            order.ts_expires = self._session_close_after(order.ts_eligible)
-            heapq.heappush(self._expiries, (order.ts_expires, client_order_id))
+        self._work(order)
         return order
+
+    def _work(self, order: _SimOrder) -> None:
+        """The order is working: in its symbol's book, and expiring with its session."""
+        self._open_by_symbol.setdefault(order.leg.symbol, {})[order.client_order_id] = order
+        if order.leg.time_in_force in (TimeInForce.DAY, TimeInForce.OPG, TimeInForce.CLS):
+            order.ts_expires = self._session_close_after(order.ts_eligible)
+            heapq.heappush(self._expiries, (order.ts_expires, order.client_order_id))
 
     def _session_close_after(self, moment: datetime) -> datetime:
         sessions = self.calendar(moment.date(), moment.date() + timedelta(days=7))
@@ -351,11 +396,12 @@ class SimulatedBroker:
         ready = last is not None and self.config.latency == timedelta(0) and order.is_open
         whole = self._fill_quantity(order) == order.remaining
         allowed = tif is not TimeInForce.FOK or whole
-        if ready and last is not None and allowed and self._match(order, last, self._ts_market):
-            self._cancel_peer(order)
+        if ready and last is not None and allowed:
+            self._match(order, last, self._ts_market)
         if tif in (TimeInForce.IOC, TimeInForce.FOK) and order.is_open:
             order.status = OrderStatus.CANCELED
             self._close(order)
+        self._linked(order)
 
     def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
         """Idempotent by client order id: a second submit returns the first order."""
@@ -382,14 +428,35 @@ class SimulatedBroker:
                 self._match_now(sl)
             return tp.view(), sl.view()
 
+    def submit_bracket(
+        self, entry: OrderLeg, exits: Sequence[OrderLeg], client_order_ids: Sequence[str]
+    ) -> list[BrokerOrder]:
+        if not self.supports_bracket(entry, exits):
+            raise ValidationError("order_class", "these legs do not make a bracket here")
+        entry_id, *exit_ids = client_order_ids
+        if len(exit_ids) != len(exits):
+            raise ValidationError("client_order_ids", "one id for the entry and each exit")
+        with self._lock:
+            fresh = entry_id not in self._orders
+            pairs = zip(exits, exit_ids, strict=True)
+            held = [self._enter(leg, cid, held=True) for leg, cid in pairs]
+            parent = self._enter(entry, entry_id)
+            if fresh:
+                parent.exits = tuple(exit_ids)
+                if len(held) == 2:
+                    held[0].oco_peer, held[1].oco_peer = exit_ids[1], exit_ids[0]
+                self._match_now(parent)
+            return [parent.view(), *(order.view() for order in held)]
+
     def cancel(self, client_order_id: str) -> BrokerOrder | None:
         with self._lock:
             order = self._orders.get(client_order_id)
             if order is None:
                 return None
-            if order.is_open:
+            if order.is_open or order.status is OrderStatus.HELD:
                 order.status = OrderStatus.CANCELED
                 self._close(order)
+                self._linked(order)
             return order.view()
 
     def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
@@ -403,7 +470,9 @@ class SimulatedBroker:
 
     def open_orders(self) -> list[BrokerOrder]:
         with self._lock:
-            return [o.view() for book in self._open_by_symbol.values() for o in book.values()]
+            working = [o for book in self._open_by_symbol.values() for o in book.values()]
+            held = [o for o in self._orders.values() if o.status is OrderStatus.HELD]
+            return [o.view() for o in working + held]
 
     def positions(self) -> dict[str, Decimal]:
         with self._lock:

@@ -436,31 +436,60 @@ class LegRequest:
 
 
 TAKE_PROFIT, STOP_LOSS = "tp", "sl"
+ENTRY = "entry"
+# Exits placed for what a partly filled entry did fill, after a native bracket's own exits
+# went with the entry: new orders, so new names (the first ones keep theirs in the books).
+PARTIAL_EXITS = "-part"
 
 
-def exit_legs(intent: OrderIntent, filled: Decimal) -> tuple[OrderLeg, OrderLeg]:
-    """A bracket's take-profit and stop-loss, sized to what the entry actually filled."""
+def exit_legs(
+    intent: OrderIntent, filled: Decimal, *, partial: bool = False
+) -> tuple[OrderLeg, ...]:
+    """A bracket's exits (take-profit, then stop-loss, whichever it has), sized to what the
+    entry actually filled; ``partial`` names them as exits replacing a native bracket's."""
     if intent.kind is not PlanKind.BRACKET:
         raise ValidationError("kind", "only a bracket has exit legs")
     if filled <= 0:
         raise ValidationError("filled", "exits protect a filled quantity")
-    return (
-        replace(intent.leg(TAKE_PROFIT), quantity=filled),
-        replace(intent.leg(STOP_LOSS), quantity=filled),
+    suffix = PARTIAL_EXITS if partial else ""
+    return tuple(
+        replace(leg, name=f"{leg.name}{suffix}", quantity=filled)
+        for leg in intent.legs
+        if leg.name in (TAKE_PROFIT, STOP_LOSS)
     )
+
+
+def _swap_exit(client_order_id: str, have: str, want: str) -> str | None:
+    intent_id, _, leg = client_order_id.rpartition(":")
+    if not intent_id or leg not in (have, have + PARTIAL_EXITS):
+        return None
+    return f"{intent_id}:{want}{leg[len(have) :]}"
 
 
 def oco_stop_loss_id(take_profit_id: str) -> str | None:
     """The stop-loss client order id paired with a take-profit's in an OCO, for brokers that
     let only the parent (the take-profit) carry the desk's id."""
-    intent_id, _, leg = take_profit_id.rpartition(":")
-    return f"{intent_id}:{STOP_LOSS}" if intent_id and leg == TAKE_PROFIT else None
+    return _swap_exit(take_profit_id, TAKE_PROFIT, STOP_LOSS)
 
 
 def oco_take_profit_id(stop_loss_id: str) -> str | None:
     """The inverse of ``oco_stop_loss_id``."""
-    intent_id, _, leg = stop_loss_id.rpartition(":")
-    return f"{intent_id}:{TAKE_PROFIT}" if intent_id and leg == STOP_LOSS else None
+    return _swap_exit(stop_loss_id, STOP_LOSS, TAKE_PROFIT)
+
+
+def bracket_entry_id(exit_id: str) -> str | None:
+    """The entry a native bracket's exit hangs from (``<intent>:tp`` -> ``<intent>:entry``),
+    for brokers that give the desk's id to the entry alone."""
+    intent_id, _, leg = exit_id.rpartition(":")
+    return f"{intent_id}:{ENTRY}" if intent_id and leg in (TAKE_PROFIT, STOP_LOSS) else None
+
+
+def bracket_exit_ids(entry_id: str) -> tuple[str, str] | None:
+    """The desk's ids of a native bracket's take-profit and stop-loss, from its entry's."""
+    intent_id, _, leg = entry_id.rpartition(":")
+    if not intent_id or leg != ENTRY:
+        return None
+    return f"{intent_id}:{TAKE_PROFIT}", f"{intent_id}:{STOP_LOSS}"
 
 
 def unwind_leg(leg: OrderLeg, filled: Decimal) -> OrderLeg:

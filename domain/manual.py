@@ -1,7 +1,8 @@
 """Manual orders: the body of ``POST /api/orders`` and what it becomes.
 
-A manual order is a single order or a bracket (``take_profit`` and ``stop_loss`` given
-together). Every field is checked and an error names it; nothing is guessed.
+A manual order is a single order, or one with exits: a bracket (``take_profit`` and
+``stop_loss``) or one exit alone (one-triggers-other), placed for what the entry fills.
+Every field is checked and an error names it; nothing is guessed.
 """
 
 from __future__ import annotations
@@ -84,19 +85,11 @@ class ManualOrder:
         leg_fields.pop("stop_loss", None)
         entry = OrderLeg.from_dict({**leg_fields, "name": "entry"})
         reference = data.get("reference_price")
-        has_tp, has_sl = "take_profit" in data, "stop_loss" in data
-        if has_tp != has_sl:
-            raise ValidationError(
-                "take_profit" if has_sl else "stop_loss",
-                "a bracket needs both take_profit and stop_loss",
-            )
+        exit_side = entry.side.opposite
         take_profit = stop_loss = None
-        if has_tp:
+        if "take_profit" in data:
             tp = _object(data["take_profit"], "take_profit")
-            sl = _object(data["stop_loss"], "stop_loss")
             _unknown(tp, EXIT_FIELDS["take_profit"], "take_profit.")
-            _unknown(sl, EXIT_FIELDS["stop_loss"], "stop_loss.")
-            exit_side = entry.side.opposite
             take_profit = OrderLeg(
                 "tp",
                 entry.symbol,
@@ -107,6 +100,9 @@ class ManualOrder:
                     tp.get("limit_price"), "take_profit.limit_price"
                 ),
             )
+        if "stop_loss" in data:
+            sl = _object(data["stop_loss"], "stop_loss")
+            _unknown(sl, EXIT_FIELDS["stop_loss"], "stop_loss.")
             stop_loss = _stop_leg(sl, entry.symbol, exit_side, entry.quantity)
         return cls(
             account=account,
@@ -135,11 +131,9 @@ class ManualOrder:
             )
         seed = idempotency_key if idempotency_key is not None else unique
         intent_id = stable_id("int", "manual", self.account, seed)
-        legs: tuple[OrderLeg, ...] = (self.entry,)
-        kind = PlanKind.SINGLE
-        if self.take_profit is not None and self.stop_loss is not None:
-            legs = (self.entry, self.take_profit, self.stop_loss)
-            kind = PlanKind.BRACKET
+        exits = tuple(leg for leg in (self.take_profit, self.stop_loss) if leg is not None)
+        legs = (self.entry, *exits)
+        kind = PlanKind.BRACKET if exits else PlanKind.SINGLE
         prices = {} if reference is None else {self.symbol: reference}
         return OrderIntent(
             intent_id=intent_id,

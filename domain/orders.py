@@ -142,7 +142,8 @@ class OrderIntent:
     """What to trade and how: one plan of legs, for one account.
 
     ``single``: one ``entry`` leg. ``bracket``: ``entry``, then ``tp`` (take-profit limit)
-    and ``sl`` (stop-loss) on the opposite side for the same quantity. ``pair``: legs ``a``
+    and ``sl`` (stop-loss) on the opposite side for the same quantity, or one of the two
+    (one-triggers-other: the exit is placed once the entry fills). ``pair``: legs ``a``
     and ``b`` entered together; if one fails or is not filled by ``unwind_after_s``, the
     filled quantity of the other is closed at market.
     """
@@ -162,12 +163,13 @@ class OrderIntent:
             raise ValidationError("ts_created", "must be timezone-aware")
         names = [leg.name for leg in self.legs]
         expected = {
-            PlanKind.SINGLE: ["entry"],
-            PlanKind.BRACKET: ["entry", "tp", "sl"],
-            PlanKind.PAIR: ["a", "b"],
+            PlanKind.SINGLE: [["entry"]],
+            PlanKind.BRACKET: [["entry", "tp", "sl"], ["entry", "tp"], ["entry", "sl"]],
+            PlanKind.PAIR: [["a", "b"]],
         }[self.kind]
-        if names != expected:
-            raise ValidationError("legs", f"a {self.kind.value} plan has legs {expected}")
+        if names not in expected:
+            shown = " or ".join(str(option) for option in expected)
+            raise ValidationError("legs", f"a {self.kind.value} plan has legs {shown}")
         longest = max(len(leg.client_order_id(self.intent_id)) for leg in self.legs)
         if longest > MAX_CLIENT_ORDER_ID or any(c in self.intent_id for c in "/\\#?: "):
             raise ValidationError("intent_id", "too long, or holds a character ids cannot")
@@ -177,25 +179,32 @@ class OrderIntent:
             raise ValidationError("legs", "the two legs of a pair trade different symbols")
 
     def _check_bracket(self) -> None:
-        entry, tp, sl = self.legs
-        if tp.side is entry.side or sl.side is entry.side:
+        entry, *exits = self.legs
+        if any(leg.side is entry.side for leg in exits):
             raise ValidationError("legs", "take-profit and stop-loss are on the exit side")
-        if tp.symbol != entry.symbol or sl.symbol != entry.symbol:
+        if any(leg.symbol != entry.symbol for leg in exits):
             raise ValidationError("legs", "a bracket trades one symbol")
-        if tp.quantity != entry.quantity or sl.quantity != entry.quantity:
+        if any(leg.quantity != entry.quantity for leg in exits):
             raise ValidationError("legs", "exit legs close the entry quantity")
-        if tp.order_type is not OrderType.LIMIT:
+        tp = next((leg for leg in exits if leg.name == "tp"), None)
+        sl = next((leg for leg in exits if leg.name == "sl"), None)
+        if tp is not None and tp.order_type is not OrderType.LIMIT:
             raise ValidationError("tp", "the take-profit is a limit order")
-        if sl.order_type not in (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP):
+        stops = (OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP)
+        if sl is not None and sl.order_type not in stops:
             raise ValidationError("sl", "the stop-loss is a stop, stop-limit or trailing stop")
         reference = entry.limit_price or self.reference_prices.get(entry.symbol)
-        take, stop = tp.limit_price, sl.stop_price
-        if reference is None or take is None or stop is None:
+        if reference is None:
             return
-        if entry.side is Side.BUY and not take > reference > stop:
-            raise ValidationError("tp", "for a long entry: take-profit > entry > stop-loss")
-        if entry.side is Side.SELL and not take < reference < stop:
-            raise ValidationError("tp", "for a short entry: take-profit < entry < stop-loss")
+        up = entry.side is Side.BUY
+        take = None if tp is None else tp.limit_price
+        if take is not None and (take <= reference if up else take >= reference):
+            word = "above" if up else "below"
+            raise ValidationError("tp", f"the take-profit is {word} the entry")
+        stop = None if sl is None else sl.stop_price
+        if stop is not None and (stop >= reference if up else stop <= reference):
+            word = "below" if up else "above"
+            raise ValidationError("sl", f"the stop-loss is {word} the entry")
 
     @staticmethod
     def derive_id(

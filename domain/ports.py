@@ -216,6 +216,21 @@ class Broker(Protocol):
         derived from the take-profit's (``domain.execution.oco_stop_loss_id``)."""
         ...
 
+    def supports_bracket(self, entry: OrderLeg, exits: Sequence[OrderLeg]) -> bool:
+        """True when the broker takes ``entry`` and its exits as one order: a bracket with a
+        take-profit and a stop-loss, or one-triggers-other with one of them. The exits wait
+        until the entry has filled in full, and then cancel each other."""
+        ...
+
+    def submit_bracket(
+        self, entry: OrderLeg, exits: Sequence[OrderLeg], client_order_ids: Sequence[str]
+    ) -> list[BrokerOrder]:
+        """``entry`` with its exits as one order (see ``supports_bracket``); the answer is
+        the entry's order, then each exit's. Idempotent by the entry's client order id. Each
+        exit is then found by its own client order id, even at a broker that names only the
+        entry (``domain.execution.bracket_entry_id``)."""
+        ...
+
     def cancel(self, client_order_id: str) -> BrokerOrder | None: ...
 
     def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None: ...

@@ -2,6 +2,13 @@
 
 received -> (awaiting approval) -> risk check -> entry -> (exits | unwind) -> done.
 Every decision is audited; the custom status shows the stage and each order's state.
+
+A bracket's entry goes with its exits as one order where the broker takes it (a native
+bracket, or OTO with one exit): the exits wait at the broker and protect the position the
+moment the entry fills. They are sized to the whole entry and wait for it to fill in full,
+so an entry that ends part-filled has them cancelled and exits for what did fill placed
+in their stead (``-part`` legs). Where the broker will not, the exits are placed once the
+entry has filled, sized to what it filled.
 """
 
 from __future__ import annotations
@@ -12,7 +19,16 @@ from decimal import Decimal
 from typing import Any
 
 from domain.audit import AuditKind
-from domain.execution import LegRequest, TradeRequest, exit_legs, unwind_leg
+from domain.execution import (
+    ENTRY,
+    PARTIAL_EXITS,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    LegRequest,
+    TradeRequest,
+    exit_legs,
+    unwind_leg,
+)
 from domain.orders import OrderIntent, PlanKind
 from domain.serde import dec_str
 from orchestrators.blueprint import bp
@@ -44,6 +60,7 @@ class _Run:
         self.tracker = Tracker()
         self.stage = "received"
         self.pending: list[dict[str, Any]] = []
+        self.native_exits: list[str] = []  # a native bracket's exits, placed with the entry
 
     def note(self, kind: AuditKind, suffix: str, payload: dict[str, Any]) -> None:
         """An audit entry, written with the next activity call (one round trip fewer on the
@@ -141,28 +158,52 @@ def _approval(run: _Run) -> Steps:
     return verdict
 
 
+def _leg_request(run: _Run, leg: Any, *, timed: bool, first: bool) -> dict[str, Any]:
+    """What an order activity takes for one leg. ``timed``: an entry a signal asked for
+    without an approval wait, so its tick-to-submit time is meaningful. ``first``: it
+    carries the audit entries decided so far."""
+    return LegRequest(
+        intent_id=run.intent.intent_id,
+        leg=leg,
+        ts=run.context.current_utc_datetime,
+        ts_wall_created=run.request.ts_wall_created if timed else None,
+        audit=tuple(run.take_pending()) if first else (),
+        trace=run.request.trace,
+        reference_price=run.intent.reference_prices.get(leg.symbol),
+    ).to_dict()
+
+
 def _submit(run: _Run, legs: list[Any], *, timed: bool = False) -> Steps:
-    """Send ``legs`` together. ``timed``: these are the entry legs a signal asked for
-    without an approval wait, so their tick-to-submit time is meaningful."""
+    """Send ``legs`` together."""
     context = run.context
     tasks = [
         context.call_activity_with_retry(
             "submit_order",
             retry_options(),
-            LegRequest(
-                intent_id=run.intent.intent_id,
-                leg=leg,
-                ts=context.current_utc_datetime,
-                ts_wall_created=run.request.ts_wall_created if timed else None,
-                audit=tuple(run.take_pending()) if index == 0 else (),
-                trace=run.request.trace,
-                reference_price=run.intent.reference_prices.get(leg.symbol),
-            ).to_dict(),
+            _leg_request(run, leg, timed=timed, first=index == 0),
         )
         for index, leg in enumerate(legs)
     ]
     outcomes = yield context.task_all(tasks)
     yield from apply_fills(context, run.account, run.tracker.update(outcomes))
+    run.publish()
+
+
+def _submit_bracket(run: _Run, *, timed: bool) -> Steps:
+    """A bracket's entry, with its exits as one order where the broker takes them."""
+    intent = run.intent
+    exits = [leg for leg in intent.legs if leg.name in (TAKE_PROFIT, STOP_LOSS)]
+    placed = yield run.context.call_activity_with_retry(
+        "submit_bracket",
+        retry_options(),
+        {
+            "entry": _leg_request(run, intent.leg(ENTRY), timed=timed, first=True),
+            "exits": [leg.to_dict() for leg in exits],
+        },
+    )
+    if placed["native"]:
+        run.native_exits = [run.cid(leg.name) for leg in exits]
+    yield from apply_fills(run.context, run.account, run.tracker.update(placed["orders"]))
     run.publish()
 
 
@@ -173,34 +214,45 @@ def _entry(run: _Run) -> Steps:
     legs = list(run.intent.entry_legs)
     ids = [run.cid(leg.name) for leg in legs]
     run.publish("entry")
-    yield from _submit(run, legs, timed=not run.request.requires_approval)
+    timed = not run.request.requires_approval
+    if run.intent.kind is PlanKind.BRACKET:
+        yield from _submit_bracket(run, timed=timed)
+    else:
+        yield from _submit(run, legs, timed=timed)
     seconds = run.intent.unwind_after_s or run.request.entry_timeout_s
     ended = yield from run.follow(ids, seconds)
     if ended != "done":
         yield from cancel(context, run.account, run.tracker, ids)
         run.publish()
+    if run.native_exits and run.tracker.status(ids[0]) != "filled":
+        # The broker drops exits whose entry did not fill in full; make sure of it.
+        yield from cancel(context, run.account, run.tracker, run.native_exits)
+        run.publish()
     return ended
 
 
 def _exits(run: _Run, filled: Decimal) -> Steps:
-    """Protect the filled entry with take-profit and stop-loss; when one fills the other
-    is cancelled (by the broker for a native OCO, here otherwise)."""
+    """Protect the filled entry with its take-profit and stop-loss (or the one it has);
+    when one fills the other is cancelled (by the broker for a native bracket or OCO,
+    here otherwise). A native bracket's exits are already there when the entry filled in
+    full; after a partial fill, exits for what filled stand in for them."""
     context = run.context
-    take_profit, stop_loss = exit_legs(run.intent, filled)
-    ids = [run.cid("tp"), run.cid("sl")]
+    whole = run.tracker.status(run.cid(ENTRY)) == "filled"
+    legs = exit_legs(run.intent, filled, partial=bool(run.native_exits) and not whole)
+    ids = [run.cid(leg.name) for leg in legs]
     run.publish("exits")
-    placed = yield context.call_activity_with_retry(
-        "submit_exits",
-        retry_options(),
-        {
-            "intent_id": run.intent.intent_id,
-            "take_profit": take_profit.to_dict(),
-            "stop_loss": stop_loss.to_dict(),
-            "ts": now_str(context),
-        },
-    )
-    yield from apply_fills(context, run.account, run.tracker.update(placed["orders"]))
-    run.publish()
+    if not (run.native_exits and whole):
+        placed = yield context.call_activity_with_retry(
+            "submit_exits",
+            retry_options(),
+            {
+                "intent_id": run.intent.intent_id,
+                "exits": [leg.to_dict() for leg in legs],
+                "ts": now_str(context),
+            },
+        )
+        yield from apply_fills(context, run.account, run.tracker.update(placed["orders"]))
+        run.publish()
 
     def one_filled(tracker: Tracker) -> bool:
         return any(tracker.status(cid) == "filled" for cid in ids)
@@ -283,6 +335,7 @@ def _fail(context: Ctx, error: Exception) -> Steps:
         return  # an input that never parsed reserved and sent nothing
     intent = request.intent
     names = [leg.name for leg in intent.legs]
+    names += [f"{n}{PARTIAL_EXITS}" for n in names if n in (TAKE_PROFIT, STOP_LOSS)]
     names += [unwind_leg(leg, Decimal(1)).name for leg in intent.entry_legs]
     ids = [f"{intent.intent_id}:{name}" for name in names]
     audit_failure = entry(

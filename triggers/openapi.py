@@ -84,11 +84,15 @@ ORDER = {
         "reference_price": POSITIVE,
         "take_profit": {
             "type": "object",
+            "description": "An exit at a profit, placed for what the entry fills; with "
+            "stop_loss a bracket (one cancels the other), alone one-triggers-other.",
             "required": ["limit_price"],
             "properties": {"limit_price": POSITIVE},
         },
         "stop_loss": {
             "type": "object",
+            "description": "An exit at a loss (stop, stop-limit or trailing stop), placed "
+            "for what the entry fills; with take_profit a bracket, alone one-triggers-other.",
             "properties": {
                 "stop_price": POSITIVE,
                 "limit_price": POSITIVE,

@@ -1,7 +1,10 @@
 """A local server that speaks Alpaca's trading REST protocol, enough for the broker
-adapter: orders (with Alpaca's 422 for a client order id already taken), OCO orders (the
-parent carries the client's id, the stop-loss leg one of Alpaca's own), replacing, positions,
-the account, clock and calendar. ``faults`` script failures of order submissions."""
+adapter: orders (with Alpaca's 422 for a client order id already taken), advanced orders
+(the parent carries the client's id, each leg one of Alpaca's own: an OCO's parent is its
+take-profit and its leg the stop-loss; a bracket's or an OTO's parent is the entry, and its
+exits are held until the entry has filled in full, then one cancels the other; an entry
+that ends without filling in full takes its held exits with it), replacing, positions, the
+account, clock and calendar. ``faults`` script failures of order submissions."""
 
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class FakeAlpaca:
     fill: bool = True
     reject: str | None = None
     refuse_oco: str | None = None  # answer OCO orders 403 with this
+    refuse_bracket: str | None = None  # answer bracket and OTO orders 403 with this
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     parents: dict[str, str] = field(default_factory=dict)  # leg id -> parent id
     activities: list[dict[str, Any]] = field(default_factory=list)
@@ -90,6 +94,8 @@ class FakeAlpaca:
             return _error(403, self.reject, 40310000)
         if self.refuse_oco and body.get("order_class") == "oco":
             return _error(403, self.refuse_oco, 40310000)
+        if self.refuse_bracket and body.get("order_class") in ("bracket", "oto"):
+            return _error(403, self.refuse_bracket, 40310000)
         self.submitted += timedelta(seconds=1)  # each order a second after the last
         now = self.submitted.isoformat()
         order = {
@@ -117,10 +123,13 @@ class FakeAlpaca:
             "extended_hours": False,
         }
         self.orders[order["id"]] = order
-        if self.fill and body["type"] == "market":
-            self._execute(order, Decimal(str(body["qty"])), self.price)
         if order["order_class"] == "oco":
             self._oco_leg(order, body)
+        if order["order_class"] in ("bracket", "oto"):
+            self._exit_legs(order, body)
+        if self.fill and body["type"] == "market":
+            self._execute(order, Decimal(str(body["qty"])), self.price)
+            self._after_parent(order)
         if fault in ("504-after", "500-after"):
             return _error(int(fault.split("-")[0]), "the gateway timed out")
         return web.json_response(order)
@@ -144,10 +153,58 @@ class FakeAlpaca:
         self.orders[leg["id"]] = leg
         self.parents[leg["id"]] = parent["id"]
 
+    def _exit_legs(self, parent: dict[str, Any], body: dict[str, Any]) -> None:
+        """A bracket's or an OTO's exits: legs on the other side, held until the entry has
+        filled in full."""
+        side = "sell" if parent["side"] == "buy" else "buy"
+        legs = []
+        if body.get("take_profit"):
+            legs.append(("limit", body["take_profit"]["limit_price"], None))
+        if body.get("stop_loss"):
+            stop_loss = body["stop_loss"]
+            kind = "stop_limit" if stop_loss.get("limit_price") is not None else "stop"
+            legs.append((kind, stop_loss.get("limit_price"), stop_loss["stop_price"]))
+        parent["legs"] = []
+        for kind, limit, stop in legs:
+            leg = {
+                **parent,
+                "id": str(uuid.uuid4()),
+                "client_order_id": str(uuid.uuid4()),
+                "side": side,
+                "order_type": kind,
+                "type": kind,
+                "limit_price": _text(limit),
+                "stop_price": _text(stop),
+                "status": "held",
+                "legs": None,
+            }
+            parent["legs"].append(leg)
+            self.orders[leg["id"]] = leg
+            self.parents[leg["id"]] = parent["id"]
+
+    def _after_parent(self, parent: dict[str, Any]) -> None:
+        """A bracket's or an OTO's entry moved on: filled in full, its exits go live (the
+        take-profit working, the stop held until it triggers, as Alpaca shows them); ended
+        otherwise, its held exits end with it."""
+        if parent["order_class"] not in ("bracket", "oto"):
+            return
+        for leg in parent.get("legs") or []:
+            if leg["status"] != "held":
+                continue
+            if parent["status"] == "filled":
+                leg["status"] = "new" if leg["type"] == "limit" else "held"
+                leg["activated"] = True
+            elif parent["status"] not in OPEN:
+                leg["status"] = "canceled"
+
     def _group(self, order: dict[str, Any]) -> list[dict[str, Any]]:
-        """An order with the other orders of its OCO, if any."""
+        """An order with the other orders of its OCO, if any: an OCO's parent and leg, or
+        a bracket's exits (not its entry)."""
         parent = self.orders[self.parents.get(order["id"], order["id"])]
-        return [parent, *(parent.get("legs") or [])]
+        legs = parent.get("legs") or []
+        if parent["order_class"] in ("bracket", "oto"):
+            return legs if order is not parent else [parent, *legs]
+        return [parent, *legs]
 
     def _execute(self, order: dict[str, Any], quantity: Decimal, price: Decimal) -> None:
         """An execution: the order's fill totals, and a FILL activity as Alpaca records it."""
@@ -182,10 +239,14 @@ class FakeAlpaca:
         """The market reaches an order: it fills (all that is left, or ``quantity``), and
         once it is filled the rest of its OCO is cancelled."""
         order = self.orders[order_id]
+        if order["status"] == "held" and not order.get("activated"):
+            raise ValueError(f"{order_id} waits for its entry to fill")
         self._execute(
             order, quantity or Decimal(order["qty"]) - Decimal(order["filled_qty"]), price
         )
-        if order["status"] == "filled":
+        if order["order_class"] in ("bracket", "oto") and order["id"] not in self.parents:
+            self._after_parent(order)
+        elif order["status"] == "filled":
             for other in self._group(order):
                 if other is not order and other["status"] in OPEN:
                     other["status"] = "canceled"
@@ -193,6 +254,7 @@ class FakeAlpaca:
     def cancel_at_broker(self, order_id: str) -> None:
         """Alpaca cancels an order by itself (end of day, a halt): no one asked the desk."""
         self.orders[order_id]["status"] = "canceled"
+        self._after_parent(self.orders[order_id])
 
     async def fill_activities(self, request: web.Request) -> web.Response:
         """Oldest first after ``after``, ``page_size`` at a time, from past ``page_token``."""
@@ -255,6 +317,7 @@ class FakeAlpaca:
         for order in self._group(found):  # cancelling one side of an OCO cancels both
             if order["status"] in OPEN:
                 order["status"] = "canceled"
+        self._after_parent(found)
         return web.Response(status=204)
 
     async def replace(self, request: web.Request) -> web.Response:

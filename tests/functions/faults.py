@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,14 +27,30 @@ class FlakyBroker:
     def supports_oco(self, take_profit: OrderLeg, stop_loss: OrderLeg) -> bool:
         return self.inner.supports_oco(take_profit, stop_loss)
 
-    def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
+    def supports_bracket(self, entry: OrderLeg, exits: Sequence[OrderLeg]) -> bool:
+        return self.inner.supports_bracket(entry, exits)
+
+    def _fault(self) -> str | None:
         fault = self.faults.popleft() if self.faults else None
         if fault in ("429", "503"):
             raise RetryableFault(f"HTTP {fault}", retry_after_s=0.1)
+        return fault
+
+    def submit(self, leg: OrderLeg, client_order_id: str) -> BrokerOrder:
+        fault = self._fault()
         order = self.inner.submit(leg, client_order_id)
         if fault == "lost":
             raise RetryableFault("connection reset after the request was sent")
         return order
+
+    def submit_bracket(
+        self, entry: OrderLeg, exits: Sequence[OrderLeg], client_order_ids: Sequence[str]
+    ) -> list[BrokerOrder]:
+        fault = self._fault()
+        orders = self.inner.submit_bracket(entry, exits, client_order_ids)
+        if fault == "lost":
+            raise RetryableFault("connection reset after the request was sent")
+        return orders
 
     def submit_oco(
         self, take_profit: OrderLeg, stop_loss: OrderLeg, client_order_ids: tuple[str, str]

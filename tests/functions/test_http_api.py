@@ -250,7 +250,8 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({**MARKET, "quantity": "ten"}, "quantity"),
     ({**MARKET, "order_type": "limit"}, "limit_price"),
     ({**MARKET, "symbol": "not a symbol"}, "symbol"),
-    ({**MARKET, "take_profit": {"limit_price": "103"}}, "stop_loss"),
+    ({**MARKET, "stop_loss": {"stop_price": "101"}, "reference_price": "100"}, "sl"),
+    ({**MARKET, "stop_loss": {"limit_price": "99"}}, "stop_loss.stop_price"),
     ({**MARKET, "take_profit": {"limit_price": "99"}, "stop_loss": {"stop_price": "98"}}, "tp"),
     ({**MARKET, "colour": "red"}, "colour"),
     ({**MARKET, "account": "someone-else"}, "account"),
@@ -364,14 +365,29 @@ def test_no_exits_are_placed_for_a_halted_account(desk: Desk) -> None:
     result = exits.call(
         payload={
             "intent_id": "int-halted",
-            "take_profit": tp.to_dict(),
-            "stop_loss": sl.to_dict(),
+            "exits": [tp.to_dict(), sl.to_dict()],
             "ts": datetime.now(UTC).isoformat(),
         }
     )
     assert [o["status"] for o in result["orders"]] == ["rejected", "rejected"]
+    # Nor a bracket: its entry is refused, and its exits are never sent.
+    bracket = index_app(function_app.app).functions["submit_bracket"]
+    entry = OrderLeg("entry", "AAPL", Side.BUY, Decimal(5))
+    result = bracket.call(
+        payload={
+            "entry": {
+                "intent_id": "int-halted-2",
+                "leg": entry.to_dict(),
+                "ts": "2026-03-02T15:00:00Z",
+            },
+            "exits": [tp.to_dict(), sl.to_dict()],
+        }
+    )
+    assert result["native"] is False
+    assert [o["status"] for o in result["orders"]] == ["rejected"]
     assert desk.services.simulator is not None
     assert desk.services.simulator.open_orders() == []
+    assert desk.services.simulator.submissions == 0
 
 
 def test_the_order_history_pages_with_continuation_tokens(desk: Desk) -> None:

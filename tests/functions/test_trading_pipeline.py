@@ -56,14 +56,25 @@ def test_a_crossover_signal_becomes_a_filled_market_order(desk: Desk) -> None:
     assert desk.chain_ok()
 
 
-def bracket_desk(tmp_path: Path, *, oco: bool) -> Desk:
+def bracket_desk(
+    tmp_path: Path, *, oco: bool, bracket: bool = False, partial: Decimal | None = None
+) -> Desk:
     config = {**SMA, "plan": "bracket", "take_profit_pct": 1, "stop_loss_pct": 1}
-    return make_desk(tmp_path, strategies=[config], simulator=SimulatorConfig(supports_oco=oco))
+    simulator = SimulatorConfig(
+        supports_oco=oco, supports_bracket=bracket, partial_fill_fraction=partial
+    )
+    return make_desk(tmp_path, strategies=[config], simulator=simulator)
 
 
-@pytest.mark.parametrize("oco", [True, False], ids=["native-oco", "orchestrated-oco"])
-def test_a_bracket_takes_profit_and_the_stop_is_cancelled(tmp_path: Path, oco: bool) -> None:
-    desk = bracket_desk(tmp_path, oco=oco)
+@pytest.mark.parametrize(
+    ("oco", "bracket"),
+    [(True, True), (True, False), (False, False)],
+    ids=["native-bracket", "native-oco", "orchestrated-oco"],
+)
+def test_a_bracket_takes_profit_and_the_stop_is_cancelled(
+    tmp_path: Path, oco: bool, bracket: bool
+) -> None:
+    desk = bracket_desk(tmp_path, oco=oco, bracket=bracket)
     try:
         desk.prices("AAPL", RISING)  # entry at 101: take-profit 102.01, stop 99.99
         desk.settle(3)
@@ -97,6 +108,35 @@ def test_a_bracket_stop_loss_fires_on_the_way_down(tmp_path: Path) -> None:
         orders = {o.leg: o.status.value for o in desk.store.orders_for_intent(trade.instance_id)}
         assert orders == {"entry": "filled", "tp": "canceled", "sl": "filled"}
         assert desk.store.positions("paper")[0].quantity == 0
+    finally:
+        desk.close()
+
+
+def test_a_native_bracket_whose_entry_part_fills_is_protected_for_what_filled(
+    tmp_path: Path,
+) -> None:
+    desk = bracket_desk(tmp_path, oco=True, bracket=True, partial=Decimal("0.4"))
+    try:
+        desk.prices("AAPL", RISING)  # the signal at 101: a market entry for 10 fills 4
+        desk.settle(1)  # and the market goes quiet
+        [trade] = desk.trades()
+        held = {o.leg: o.status.value for o in desk.store.orders_for_intent(trade.instance_id)}
+        assert held == {"entry": "partially_filled", "tp": "held", "sl": "held"}
+        desk.settle(65)  # past the entry's deadline: cancelled with 4 filled
+        orders = {o.leg: o for o in desk.store.orders_for_intent(trade.instance_id)}
+        assert {leg: o.status.value for leg, o in orders.items()} == {
+            "entry": "canceled", "tp": "canceled", "sl": "canceled",
+            "tp-part": "new", "sl-part": "new"}  # fmt: skip
+        assert orders["tp-part"].quantity == orders["sl-part"].quantity == Decimal(4)
+        desk.prices("AAPL", [102.5] * 4)  # the take-profit fills, one share a print
+        desk.settle(3)
+        final = desk.status(trade.instance_id)
+        assert final.output["outcome"] == "completed", final.output
+        orders = {o.leg: o for o in desk.store.orders_for_intent(trade.instance_id)}
+        assert (orders["tp-part"].status.value, orders["sl-part"].status.value) == (
+            "filled", "canceled")  # fmt: skip
+        assert desk.store.positions("paper")[0].quantity == 0
+        assert desk.chain_ok()
     finally:
         desk.close()
 

@@ -8,10 +8,11 @@ import dataclasses
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alpaca.trading.client import TradingClient
@@ -289,35 +290,212 @@ def test_an_order_is_replaced_once_whatever_is_resent(
     assert broker.get_by_id("00000000-0000-4000-8000-000000000000") is None
 
 
-def test_a_bracket_trades_through_alpacas_oco_end_to_end(
-    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
-) -> None:
+BRACKET = {
+    "symbol": "AAPL",
+    "side": "buy",
+    "quantity": "10",
+    "reference_price": "100",
+    "take_profit": {"limit_price": "110"},
+    "stop_loss": {"stop_price": "95"},
+}
+
+
+def legs_shown(desk: Desk, intent_id: str) -> dict[str, str]:
+    shown = desk.http("GET", f"orders/{intent_id}").json()
+    return {o["leg"]: o["status"] for o in shown["orders"]}
+
+
+def outcome(desk: Desk, intent_id: str) -> str | None:
+    output = desk.http("GET", f"orders/{intent_id}").json()["output"]
+    return None if output is None else str(output["outcome"])
+
+
+@pytest.fixture
+def on_alpaca(tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> Iterator[OnAlpaca]:
     fake, broker = alpaca
     desk = make_desk(tmp_path, broker=broker)
     try:
-        body = {
-            "symbol": "AAPL",
-            "side": "buy",
-            "quantity": "10",
-            "reference_price": "100",
-            "take_profit": {"limit_price": "110"},
-            "stop_loss": {"stop_price": "95"},
-        }
-        placed = desk.http("POST", "orders", json=body)
-        assert placed.status_code == 202, placed.text
-        intent_id = placed.json()["intent_id"]
-        desk.settle(2)
-        [parent] = [o for o in fake.orders.values() if o["order_class"] == "oco"
-                    and o["client_order_id"] == f"{intent_id}:tp"]  # fmt: skip
-        fake.fill_order(parent["id"], D(110))
-        desk.settle(5)
-        shown = desk.http("GET", f"orders/{intent_id}").json()
-        assert shown["output"]["outcome"] == "completed", shown
-        assert {o["leg"]: o["status"] for o in shown["orders"]} == {
-            "entry": "filled", "tp": "filled", "sl": "canceled"}  # fmt: skip
-        assert desk.store.positions("paper")[0].quantity == 0
+        yield OnAlpaca(fake, desk)
     finally:
         desk.close()
+
+
+@dataclasses.dataclass
+class OnAlpaca:
+    """The desk trading through the adapter against the local Alpaca."""
+
+    fake: FakeAlpaca
+    desk: Desk
+
+    def place(self, body: Mapping[str, object]) -> str:
+        placed = self.desk.http("POST", "orders", json=body)
+        assert placed.status_code == 202, placed.text
+        self.desk.settle(2)
+        return str(placed.json()["intent_id"])
+
+    def at_alpaca(self, client_order_id: str) -> dict[str, Any]:
+        [order] = [o for o in self.fake.orders.values() if o["client_order_id"] == client_order_id]
+        return order
+
+    def finished(self, intent_id: str, legs: dict[str, str]) -> None:
+        """The trade completed with its legs so, and left the position flat."""
+        self.desk.settle(5)
+        assert outcome(self.desk, intent_id) == "completed"
+        assert legs_shown(self.desk, intent_id) == legs
+        assert self.desk.store.positions("paper")[0].quantity == 0
+        assert self.desk.chain_ok()
+
+
+def test_a_bracket_goes_to_alpaca_as_one_order_whose_exits_protect_the_fill(
+    on_alpaca: OnAlpaca,
+) -> None:
+    fake, desk = on_alpaca.fake, on_alpaca.desk
+    intent_id = on_alpaca.place(BRACKET)
+    assert fake.posts == 1  # entry and both exits in one request
+    parent = on_alpaca.at_alpaca(f"{intent_id}:entry")
+    assert parent["order_class"] == "bracket"
+    take, stop = parent["legs"]
+    # The entry filled at once: the exits are live, as Alpaca shows them.
+    assert (take["status"], stop["status"]) == ("new", "held")
+    assert legs_shown(desk, intent_id) == {"entry": "filled", "tp": "new", "sl": "held"}
+    fake.fill_order(stop["id"], D("94.9"))  # the stop triggers; Alpaca cancels the other
+    on_alpaca.finished(intent_id, {"entry": "filled", "tp": "canceled", "sl": "filled"})
+    assert fake.posts == 1
+
+
+def test_a_part_filled_bracket_entry_gets_exits_for_what_filled(on_alpaca: OnAlpaca) -> None:
+    fake, desk = on_alpaca.fake, on_alpaca.desk
+    fake.fill = False  # the entry waits for the market
+    intent_id = on_alpaca.place(BRACKET)
+    parent = on_alpaca.at_alpaca(f"{intent_id}:entry")
+    fake.fill_order(parent["id"], D(100), D(4))  # 4 of 10, then nothing until the deadline
+    desk.settle(61)
+    desk.settle(5)
+    assert parent["status"] == "canceled"
+    assert {leg["status"] for leg in parent["legs"]} == {"canceled"}  # went with the entry
+    oco = on_alpaca.at_alpaca(f"{intent_id}:tp-part")
+    assert (oco["order_class"], oco["qty"]) == ("oco", "4.0")
+    assert legs_shown(desk, intent_id) == {
+        "entry": "canceled", "tp": "canceled", "sl": "canceled",
+        "tp-part": "new", "sl-part": "new"}  # fmt: skip
+    fake.fill_order(oco["id"], D(110))
+    on_alpaca.finished(
+        intent_id,
+        {
+            "entry": "canceled",
+            "tp": "canceled",
+            "sl": "canceled",
+            "tp-part": "filled",
+            "sl-part": "canceled",
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("exit_field", "exit_body", "leg"),
+    [("stop_loss", {"stop_price": "95"}, "sl"), ("take_profit", {"limit_price": "110"}, "tp")],
+)
+def test_an_entry_with_one_exit_goes_as_one_oto_order(
+    on_alpaca: OnAlpaca, exit_field: str, exit_body: dict[str, str], leg: str
+) -> None:
+    fake, desk = on_alpaca.fake, on_alpaca.desk
+    body = {k: v for k, v in BRACKET.items() if k not in ("take_profit", "stop_loss")}
+    intent_id = on_alpaca.place({**body, exit_field: exit_body})
+    parent = on_alpaca.at_alpaca(f"{intent_id}:entry")
+    assert parent["order_class"] == "oto" and fake.posts == 1
+    [exit_leg] = parent["legs"]
+    assert legs_shown(desk, intent_id) == {"entry": "filled", leg: exit_leg["status"]}
+    fake.fill_order(exit_leg["id"], D("94.9") if leg == "sl" else D(110))
+    on_alpaca.finished(intent_id, {"entry": "filled", leg: "filled"})
+
+
+def test_a_bracket_alpaca_refuses_goes_as_an_entry_then_one_oco(on_alpaca: OnAlpaca) -> None:
+    fake, desk = on_alpaca.fake, on_alpaca.desk
+    fake.refuse_bracket = "bracket orders are not allowed for this account"
+    intent_id = on_alpaca.place(BRACKET)
+    assert on_alpaca.at_alpaca(f"{intent_id}:entry")["order_class"] == "simple"
+    parent = on_alpaca.at_alpaca(f"{intent_id}:tp")
+    assert parent["order_class"] == "oco"
+    fake.fill_order(parent["id"], D(110))
+    on_alpaca.finished(intent_id, {"entry": "filled", "tp": "filled", "sl": "canceled"})
+    decided = desk.store.load(f"bracket:{intent_id}")
+    assert decided is not None and decided.value["native"] is False
+
+
+def bracket_legs(kind: OrderType = OrderType.MARKET) -> tuple[OrderLeg, tuple[OrderLeg, ...]]:
+    entry = leg(OrderType.LIMIT, limit_price=D(100)) if kind is OrderType.LIMIT else leg()
+    return entry, exits()
+
+
+def test_a_brackets_legs_answer_to_the_desks_ids_whatever_is_resent(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    fake.fill = False
+    fake.faults = deque(["504-after", None])  # taken; the answer (and alpaca-py's resend) lost
+    entry, (take_profit, stop_loss) = bracket_legs(OrderType.LIMIT)
+    ids = ("int-20:entry", "int-20:tp", "int-20:sl")
+    assert broker.supports_bracket(entry, (take_profit, stop_loss))
+    placed = broker.submit_bracket(entry, (take_profit, stop_loss), ids)
+    assert [o.client_order_id for o in placed] == list(ids)
+    assert [o.status for o in placed] == ["new", "held", "held"]
+    [parent] = [o for o in fake.orders.values() if o["client_order_id"] == "int-20:entry"]
+    assert parent["order_class"] == "bracket" and parent["limit_price"] == "100.0"
+    assert len(fake.orders) == 3  # one bracket, whatever was resent
+    take, stop = parent["legs"]
+    assert (take["type"], take["limit_price"], stop["type"], stop["stop_price"]) == (
+        "limit", "110.0", "stop", "95.0")  # fmt: skip
+    assert {o.client_order_id for o in broker.open_orders()} == set(ids)
+
+    fake.fill_order(parent["id"], D(100))  # in full: the exits go live
+    tp = broker.get_by_client_order_id("int-20:tp")
+    assert tp is not None and (tp.status, tp.broker_order_id) == ("new", take["id"])
+    fake.fill_order(take["id"], D(110))
+    sl = broker.get_by_client_order_id("int-20:sl")
+    assert sl is not None and (sl.status, sl.broker_order_id) == ("canceled", stop["id"])
+    executions = broker.executions(datetime(2026, 3, 1, tzinfo=UTC))
+    assert [e.client_order_id for e in executions] == ["int-20:entry", "int-20:tp"]
+
+
+def test_cancelling_a_brackets_entry_takes_its_held_exits(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    fake.fill = False
+    entry, exit_legs = bracket_legs(OrderType.LIMIT)
+    broker.submit_bracket(entry, exit_legs, ("int-21:entry", "int-21:tp", "int-21:sl"))
+    cancelled = broker.cancel("int-21:entry")
+    assert cancelled is not None and cancelled.status == "canceled"
+    statuses = [broker.get_by_client_order_id(cid) for cid in ("int-21:tp", "int-21:sl")]
+    assert [None if o is None else o.status for o in statuses] == ["canceled", "canceled"]
+    assert broker.open_orders() == []
+
+
+def test_only_what_alpaca_takes_goes_as_a_bracket(
+    alpaca: tuple[FakeAlpaca, AlpacaBroker],
+) -> None:
+    fake, broker = alpaca
+    entry, (take_profit, stop_loss) = bracket_legs()
+    assert broker.supports_bracket(entry, (take_profit, stop_loss))
+    assert broker.supports_bracket(entry, (stop_loss,))  # OTO
+    trailing = OrderLeg("sl", "AAPL", Side.SELL, D(10), OrderType.TRAILING_STOP, trail_percent=D(2))
+    refused = [
+        (dataclasses.replace(entry, order_type=OrderType.STOP, stop_price=D(101)), (take_profit,)),
+        (entry, (take_profit, trailing)),
+        (entry, (take_profit, take_profit)),
+        (entry, ()),
+        (dataclasses.replace(entry, time_in_force=TimeInForce.IOC), (take_profit,)),
+        (dataclasses.replace(entry, quantity=D("10.5")), (take_profit,)),
+        (entry, (dataclasses.replace(take_profit, quantity=D(5)),)),
+        (dataclasses.replace(entry, symbol="BTC/USD"), (take_profit,)),
+    ]
+    for bad_entry, bad_exits in refused:
+        assert not broker.supports_bracket(bad_entry, bad_exits), (bad_entry, bad_exits)
+    with pytest.raises(ValidationError):
+        broker.submit_bracket(entry, (take_profit, trailing), ("int-22:entry", "int-22:tp", "x"))
+    with pytest.raises(ValidationError, match="exits of"):
+        broker.submit_bracket(entry, (take_profit,), ("int-22:entry", "int-22:sl"))
+    assert fake.posts == 0
 
 
 def books_state(desk: Desk) -> tuple[object, ...]:
@@ -386,36 +564,16 @@ def test_reconciliation_books_missed_executions_and_cancels_once(
 
 
 def test_exits_alpaca_will_not_link_are_linked_by_the_orchestration(
-    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+    on_alpaca: OnAlpaca,
 ) -> None:
-    fake, broker = alpaca
-    fake.refuse_oco = "account is not permitted to submit advanced orders"
-    desk = make_desk(tmp_path, broker=broker)
-    try:
-        body = {
-            "symbol": "AAPL",
-            "side": "buy",
-            "quantity": "10",
-            "reference_price": "100",
-            "take_profit": {"limit_price": "110"},
-            "stop_loss": {"stop_price": "95"},
-        }
-        intent_id = desk.http("POST", "orders", json=body).json()["intent_id"]
-        desk.settle(2)
-        by_cid = {o["client_order_id"]: o for o in fake.orders.values()}
-        assert {
-            by_cid[f"{intent_id}:tp"]["order_class"],
-            by_cid[f"{intent_id}:sl"]["order_class"],
-        } == {"simple"}
-        fake.fill_order(by_cid[f"{intent_id}:tp"]["id"], D(110))
-        desk.settle(5)
-        shown = desk.http("GET", f"orders/{intent_id}").json()
-        assert shown["output"]["outcome"] == "completed", shown
-        assert {o["leg"]: o["status"] for o in shown["orders"]} == {
-            "entry": "filled", "tp": "filled", "sl": "canceled"}  # fmt: skip
-        assert by_cid[f"{intent_id}:sl"]["status"] == "canceled"  # the desk cancelled it
-    finally:
-        desk.close()
+    fake = on_alpaca.fake
+    fake.refuse_oco = fake.refuse_bracket = "account is not permitted to submit advanced orders"
+    intent_id = on_alpaca.place(BRACKET)
+    tp, sl = on_alpaca.at_alpaca(f"{intent_id}:tp"), on_alpaca.at_alpaca(f"{intent_id}:sl")
+    assert {tp["order_class"], sl["order_class"]} == {"simple"}
+    fake.fill_order(tp["id"], D(110))
+    on_alpaca.finished(intent_id, {"entry": "filled", "tp": "filled", "sl": "canceled"})
+    assert sl["status"] == "canceled"  # the desk cancelled it
 
 
 def test_only_whole_share_day_or_gtc_exits_go_as_an_oco(

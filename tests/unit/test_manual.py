@@ -46,9 +46,42 @@ def test_a_bracket_body_becomes_a_bracket_with_the_stop_kind_it_asks_for() -> No
 
 
 @pytest.mark.parametrize(
+    ("exit_field", "exit_body", "leg", "order_type"),
+    [
+        ("stop_loss", {"stop_price": 95}, "sl", OrderType.STOP),
+        ("take_profit", {"limit_price": 110}, "tp", OrderType.LIMIT),
+    ],
+)
+def test_one_exit_alone_makes_a_one_triggers_other_plan(
+    exit_field: str, exit_body: dict[str, Any], leg: str, order_type: OrderType
+) -> None:
+    intent = parse({**MARKET, exit_field: exit_body}).intent(
+        idempotency_key=None, unique="u", ts=T0, last_price=Decimal(100)
+    )
+    assert intent.kind is PlanKind.BRACKET
+    assert [x.name for x in intent.legs] == ["entry", leg]
+    assert intent.legs[1].order_type is order_type and intent.legs[1].side.value == "sell"
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({**MARKET, "stop_loss": {"stop_price": 95}}, "take_profit"),
+        ({**MARKET, "stop_loss": {"stop_price": 105}}, "sl"),
+        ({**MARKET, "take_profit": {"limit_price": 95}}, "tp"),
+        ({**MARKET, "side": "sell", "stop_loss": {"stop_price": 95}}, "sl"),
+    ],
+)
+def test_an_exit_on_the_wrong_side_of_the_entry_is_refused(body: Any, field: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse(body).intent(idempotency_key=None, unique="u", ts=T0, last_price=Decimal(100))
+    assert refused.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**MARKET, "stop_loss": "95"}, "stop_loss"),
+        ({**MARKET, "take_profit": {}}, "take_profit.limit_price"),
         ({**MARKET, "take_profit": {"limit_price": 1, "x": 1}, "stop_loss": {}}, "take_profit.x"),
         ({**MARKET, "take_profit": {"limit_price": 110}, "stop_loss": {}}, "stop_loss.stop_price"),
         ({**MARKET, "account": "live"}, "account"),

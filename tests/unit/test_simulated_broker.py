@@ -1,5 +1,5 @@
 """The simulated broker: each order type against trade prints, latency, slippage,
-partial fills, rejections, OCO, idempotent submits and market hours."""
+partial fills, rejections, OCO, brackets and OTO, idempotent submits and market hours."""
 
 from __future__ import annotations
 
@@ -121,6 +121,73 @@ def test_an_oco_pair_cancels_the_other_leg_when_one_fills() -> None:
     broker.submit_oco(tp, sl, ("b:tp", "b:sl"))
     assert sorted(prints(broker, "101", "103.5")) == ["b:sl:canceled", "b:tp:filled"]
     assert broker.open_orders() == []
+
+
+def exits(quantity: int = 10) -> tuple[OrderLeg, OrderLeg]:
+    return (
+        OrderLeg("tp", "AAPL", Side.SELL, D(quantity), OrderType.LIMIT, limit_price=D("103")),
+        OrderLeg("sl", "AAPL", Side.SELL, D(quantity), OrderType.STOP, stop_price=D("98")),
+    )
+
+
+BRACKET_IDS = ("k:entry", "k:tp", "k:sl")
+
+
+def test_a_brackets_exits_wait_for_the_whole_entry_then_cancel_each_other() -> None:
+    broker = SimulatedBroker(SimulatorConfig(partial_fill_fraction=D("0.5")))
+    broker.on_trade("AAPL", D("100"), T0)
+    entry = leg(order_type=OrderType.LIMIT, limit_price=D("99"))
+    placed = broker.submit_bracket(entry, exits(), BRACKET_IDS)
+    assert [o.status for o in placed] == ["new", "held", "held"]
+    assert sorted(o.client_order_id for o in broker.open_orders()) == sorted(BRACKET_IDS)
+    # Held exits do not trade, even at their prices: nothing is held to sell yet.
+    assert prints(broker, "97") == ["k:entry:partially_filled"]
+    assert broker.get_by_client_order_id("k:sl").status == "held"  # type: ignore[union-attr]
+    assert sorted(prints(broker, "99")) == ["k:entry:filled", "k:sl:new", "k:tp:new"]
+    assert prints(broker, "103") == ["k:tp:partially_filled"]
+    assert sorted(prints(broker, "103")) == ["k:sl:canceled", "k:tp:filled"]
+    assert broker.positions() == {}
+    again = broker.submit_bracket(entry, exits(), BRACKET_IDS)
+    assert [o.status for o in again] == ["filled", "filled", "canceled"]
+    assert broker.submissions == 3
+
+
+def test_an_entry_that_ends_unfilled_takes_its_held_exits() -> None:
+    broker = SimulatedBroker(SimulatorConfig(partial_fill_fraction=D("0.4")))
+    broker.on_trade("AAPL", D("100"), T0)
+    broker.submit_bracket(
+        leg(order_type=OrderType.LIMIT, limit_price=D("99")), exits(), BRACKET_IDS
+    )
+    prints(broker, "99")  # 4 of 10
+    cancelled = broker.cancel("k:entry")
+    assert cancelled is not None and (cancelled.status, cancelled.filled_qty) == ("canceled", D(4))
+    for cid in BRACKET_IDS[1:]:
+        held = broker.get_by_client_order_id(cid)
+        assert held is not None and held.status == "canceled"
+    assert broker.open_orders() == []
+    # Rejected, it takes them too; expired at the close, likewise.
+    poor = SimulatedBroker(SimulatorConfig(starting_cash=D(10)))
+    poor.on_trade("AAPL", D("100"), T0)
+    placed = poor.submit_bracket(leg(), exits(), BRACKET_IDS)
+    assert [o.status for o in placed] == ["rejected"] * 3
+    late = SimulatedBroker()
+    late.on_trade("AAPL", D("100"), T0)
+    late.submit_bracket(leg(order_type=OrderType.LIMIT, limit_price=D("90")), exits(), BRACKET_IDS)
+    closed = late.on_trade("AAPL", D("100"), T0.replace(hour=21, minute=1))
+    assert sorted(f"{o.client_order_id}:{o.status}" for o in closed) == [
+        "k:entry:expired", "k:sl:canceled", "k:tp:canceled"]  # fmt: skip
+
+
+def test_one_exit_with_its_entry_is_one_triggers_other() -> None:
+    broker = SimulatedBroker()
+    broker.on_trade("AAPL", D("100"), T0)
+    _, stop = exits()
+    placed = broker.submit_bracket(leg(), (stop,), ("o:entry", "o:sl"))
+    assert [o.status for o in placed] == ["filled", "new"]  # a market entry fills at once
+    assert prints(broker, "97.5") == ["o:sl:filled"]
+    assert broker.positions() == {}
+    assert not broker.supports_bracket(leg(), ())
+    assert not broker.supports_bracket(leg(), exits(quantity=5))
 
 
 def test_cancel_closes_an_open_order_and_leaves_a_filled_one() -> None:
