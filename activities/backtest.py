@@ -46,9 +46,11 @@ def _configs(job: BacktestJob) -> tuple[list[dict[str, Any]], int]:
 def plan(job: BacktestJob) -> dict[str, Any]:
     """Checks the request all the way (grid, execution model, metric) and splits it."""
     from domain.backtest import ExecutionModel
-    from domain.backtest.metrics import check_metric
+    from domain.backtest.metrics import check_metric, check_metric_names
 
     check_metric(job.metric)
+    if job.wanted is not None:
+        check_metric_names(job.wanted)
     ExecutionModel.from_dict(job.execution)
     configs, skipped = _configs(job)
     return {
@@ -75,6 +77,7 @@ def run_slice(job: BacktestJob, offset: int, count: int) -> dict[str, Any]:
         chosen,
         ExecutionModel.from_dict(job.execution),
         bars_per_year=job.bars_per_year or bars_per_year(bars),
+        metrics=job.wanted,
     )
     best = leaderboard(
         result.rows(), job.metric, job.top, higher_is_better=HIGHER_IS_BETTER[job.metric]

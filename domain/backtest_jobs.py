@@ -37,6 +37,8 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "turnover": False,
     "fees": False,
 }
+# Every figure of ``domain.backtest.metrics.Metrics``: those ranked, and the counts.
+METRIC_NAMES = frozenset(HIGHER_IS_BETTER) | {"trades", "bars", "starting_equity"}
 MAX_REFERENCE_BYTES = 4_096
 DATA_SOURCES = ("synthetic", "file", "alpaca")
 
@@ -60,7 +62,8 @@ class BacktestJob:
     ``execution``: the execution model (``domain.backtest.ExecutionModel.to_dict`` form);
     ``metric``: what the leaderboard ranks by; ``top``: how many rows it keeps;
     ``slice_size``: grid configurations per activity; ``bars_per_year``: for annualised
-    figures (None: from the data's bar spacing)."""
+    figures (None: from the data's bar spacing); ``metrics``: the figures wanted besides
+    ``metric`` (None: all of them; without a curve figure the sweep runs much faster)."""
 
     data: Mapping[str, Any]
     grid: Mapping[str, Any]
@@ -69,6 +72,7 @@ class BacktestJob:
     top: int = 20
     slice_size: int = 25
     bars_per_year: float | None = None
+    metrics: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         data = _mapping(self.data, "data")
@@ -96,6 +100,24 @@ class BacktestJob:
             or not (isinstance(self.bars_per_year, int | float) and 0 < self.bars_per_year < 1e8)
         ):
             raise ValidationError("bars_per_year", "must be a positive number")
+        if self.metrics is not None:
+            if not isinstance(self.metrics, list | tuple) or not all(
+                isinstance(m, str) for m in self.metrics
+            ):
+                raise ValidationError("metrics", "must be a list of metric names")
+            unknown = sorted(set(self.metrics) - METRIC_NAMES)
+            if unknown or not self.metrics:
+                raise ValidationError(
+                    "metrics", f"must name some of {', '.join(sorted(METRIC_NAMES))}: not {unknown}"
+                )
+            object.__setattr__(self, "metrics", tuple(self.metrics))
+
+    @property
+    def wanted(self) -> tuple[str, ...] | None:
+        """The metrics a sweep of this job computes (None: all)."""
+        if self.metrics is None:
+            return None
+        return (*self.metrics, *(() if self.metric in self.metrics else (self.metric,)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,13 +128,15 @@ class BacktestJob:
             "top": self.top,
             "slice_size": self.slice_size,
             "bars_per_year": self.bars_per_year,
+            "metrics": None if self.metrics is None else list(self.metrics),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         data = _mapping(data, "body")
         unknown = set(data) - {
-            "data", "grid", "execution", "metric", "top", "slice_size", "bars_per_year"
+            "data", "grid", "execution", "metric", "top", "slice_size", "bars_per_year",
+            "metrics",
         }  # fmt: skip
         if unknown:
             raise ValidationError(sorted(unknown)[0], "is not a field of a backtest request")
@@ -126,6 +150,7 @@ class BacktestJob:
             top=data.get("top", 20),
             slice_size=data.get("slice_size", 25),
             bars_per_year=data.get("bars_per_year"),
+            metrics=data.get("metrics"),
         )
 
 

@@ -345,6 +345,13 @@ def document() -> dict[str, Any]:
                                             "maximum": 10000,
                                         },
                                         "bars_per_year": {"type": "number", "minimum": 1},
+                                        "metrics": {
+                                            "type": "array",
+                                            "items": {"type": "string"},
+                                            "description": "the figures wanted besides "
+                                            "metric (default: all); without a curve figure "
+                                            "the sweep builds no equity curves",
+                                        },
                                     },
                                 }
                             }

@@ -610,6 +610,38 @@ def _concat(parts: Sequence[FillColumns]) -> FillColumns:
     return merged.take(order)
 
 
+def simulate_fills(
+    targets: NDArray[Any],
+    prices: PriceRows,
+    price_row: IndexArray,
+    cash0: FloatArray,
+    model: ExecutionModel,
+) -> FillColumns:
+    """The fills of sleeves: ``targets`` is (sleeves, bars), already validated and held
+    forward; sleeve ``r`` trades price row ``price_row[r]`` from ``cash0[r]``."""
+    rows = len(cash0)
+    orders = _orders(targets, prices, price_row, model)
+    if model.sizing.kind is SizingKind.FIXED:
+        return _fixed(orders, cash0, model)
+    per_order = model.commission.per_order
+    whole = (
+        targets.dtype == np.int8
+        or not len(orders.new)
+        or bool(
+            np.isin(orders.new, (-1.0, 0.0, 1.0)).all()
+            and np.isin(orders.old, (-1.0, 0.0, 1.0)).all()
+        )
+    )
+    if whole and per_order == 0.0:
+        fills, ruined = _all_in_closed_form(orders, cash0)
+        if ruined.any():
+            kept = fills.take(~ruined[fills.row])
+            redone = _all_in_orders_loop(orders, np.flatnonzero(ruined), cash0, per_order)
+            fills = _concat([kept, redone])
+        return fills
+    return _all_in_orders_loop(orders, np.arange(rows), cash0, per_order)
+
+
 def simulate(
     targets: NDArray[Any],
     prices: PriceRows,
@@ -620,33 +652,34 @@ def simulate(
     holding: bool = False,
     out: FloatArray | None = None,
 ) -> Simulation:
-    """Run sleeves: ``targets`` is (sleeves, bars), already validated and held forward;
-    sleeve ``r`` trades price row ``price_row[r]`` from ``cash0[r]``. ``holding`` asks for
+    """Run sleeves (see ``simulate_fills``) to their per-bar equity. ``holding`` asks for
     the per-bar map of held positions (a portfolio's exposure needs it); ``out`` (at least
     sleeves x bars) receives the equity, so a sweep reuses one buffer for every block."""
-    rows, n = targets.shape
-    orders = _orders(targets, prices, price_row, model)
-    if model.sizing.kind is SizingKind.FIXED:
-        fills = _fixed(orders, cash0, model)
-    else:
-        per_order = model.commission.per_order
-        whole = (
-            targets.dtype == np.int8
-            or not len(orders.new)
-            or bool(
-                np.isin(orders.new, (-1.0, 0.0, 1.0)).all()
-                and np.isin(orders.old, (-1.0, 0.0, 1.0)).all()
-            )
-        )
-        if whole and per_order == 0.0:
-            fills, ruined = _all_in_closed_form(orders, cash0)
-            if ruined.any():
-                kept = fills.take(~ruined[fills.row])
-                redone = _all_in_orders_loop(orders, np.flatnonzero(ruined), cash0, per_order)
-                fills = _concat([kept, redone])
-        else:
-            fills = _all_in_orders_loop(orders, np.arange(rows), cash0, per_order)
+    n = targets.shape[1]
+    fills = simulate_fills(targets, prices, price_row, cash0, model)
     return Simulation(*_expand(fills, prices, price_row, cash0, n, holding, out), fills)
+
+
+def final_equity(
+    fills: FillColumns, prices: PriceRows, price_row: IndexArray, cash0: FloatArray, n: int
+) -> tuple[FloatArray, FloatArray]:
+    """Without the per-bar curve: each row's equity at the last close (the same sum, in
+    the same order, as the curve's last value), and the number of bars it ends holding a
+    position."""
+    rows = len(cash0)
+    final = np.asarray(cash0, dtype=np.float64).copy()
+    if not len(fills.row):
+        return final, np.zeros(rows)
+    last = np.flatnonzero(np.r_[fills.row[1:] != fills.row[:-1], True])
+    row = fills.row[last]
+    final[row] = fills.after[last] * prices.close[price_row[row], n - 1]
+    final[row] += fills.cash[last]
+    following = np.empty(len(fills.bar), dtype=np.intp)
+    following[:-1] = fills.bar[1:]
+    following[last] = n
+    held = fills.after != 0.0
+    in_market = _sum_by(fills.row[held], (following - fills.bar)[held].astype(np.float64), rows)
+    return final, in_market
 
 
 def _expand(

@@ -89,6 +89,80 @@ class Metrics:
         return cls(**values)
 
 
+# Figures that need the per-bar equity curve; the rest follow from the fills and trades.
+CURVE_METRICS = frozenset(
+    {
+        "volatility",
+        "sharpe",
+        "sortino",
+        "max_drawdown",
+        "max_drawdown_duration",
+        "longest_drawdown",
+        "turnover",
+    }
+)
+ALL_METRICS = frozenset(f.name for f in fields(Metrics))
+
+
+def check_metric_names(names: object) -> frozenset[str]:
+    """A selection of metrics by name (a list of strings), checked."""
+    if isinstance(names, str) or not isinstance(names, Sequence | set | frozenset):
+        raise ValidationError("metrics", "must be a list of metric names")
+    chosen = frozenset(names)
+    unknown = sorted(str(n) for n in chosen - ALL_METRICS)
+    if unknown or not chosen:
+        raise ValidationError(
+            "metrics", f"must name some of {', '.join(sorted(ALL_METRICS))}; not {unknown}"
+        )
+    return chosen
+
+
+def metrics_without_curve(
+    final: FloatArray,
+    start: FloatArray,
+    *,
+    in_market: FloatArray,
+    trade_pnls: Sequence[FloatArray],
+    fees: FloatArray,
+    bars: int,
+    bars_per_year: float,
+) -> list[Metrics]:
+    """The figures that need no per-bar curve, for rows that ended at ``final``; the curve
+    figures (``CURVE_METRICS``) are NaN, their counts 0. Each computed figure is the one
+    ``metrics_for_rows`` gives, to the bit."""
+    bars_per_year = positive_float(bars_per_year, "bars_per_year")
+    growth = final / start
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        annualised = np.where(
+            growth > 0.0, np.power(np.maximum(growth, 0.0), bars_per_year / bars) - 1.0, -1.0
+        )
+    result = []
+    for r in range(len(final)):
+        closed, win_rate, profit_factor = _trade_figures(trade_pnls[r])
+        result.append(
+            Metrics(
+                bars=bars,
+                starting_equity=float(start[r]),
+                final_equity=float(final[r]),
+                total_return=float(growth[r] - 1.0),
+                annualised_return=float(annualised[r]),
+                volatility=math.nan,
+                sharpe=math.nan,
+                sortino=math.nan,
+                max_drawdown=math.nan,
+                max_drawdown_duration=0,
+                longest_drawdown=0,
+                trades=closed,
+                win_rate=win_rate,
+                profit_factor=profit_factor,
+                exposure=float(in_market[r]) / bars,
+                turnover=math.nan,
+                fees=float(fees[r]),
+            )
+        )
+    return result
+
+
 def check_metric(name: str) -> str:
     if name not in HIGHER_IS_BETTER:
         raise ValidationError("metric", f"must be one of {', '.join(HIGHER_IS_BETTER)}")

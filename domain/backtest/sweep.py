@@ -4,27 +4,45 @@ A sweep is exactly a backtest per configuration (``backtest_strategy``), compute
 blocks: the sleeves of many configurations become the rows of one simulation, vectorised
 across bars and configurations, with rows per block capped so memory stays bounded
 whatever the grid (``block_size`` bars x rows of float64 per working array).
+
+A sweep asked for ``metrics`` that need no per-bar curve (final equity, returns, trades,
+win rate, profit factor, exposure, fees: everything but ``CURVE_METRICS``) skips building
+the curve of single-symbol configurations, most of the work of each; the figures it gives
+are the same, to the bit.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from domain.backtest.engine import (
     BacktestResult,
+    FillColumns,
     PriceRows,
     backtest,
+    final_equity,
     simulate,
+    simulate_fills,
     trades_from_fills,
 )
-from domain.backtest.metrics import HIGHER_IS_BETTER, Metrics, check_metric, metrics_for_rows
+from domain.backtest.metrics import (
+    ALL_METRICS,
+    CURVE_METRICS,
+    HIGHER_IS_BETTER,
+    Metrics,
+    check_metric,
+    check_metric_names,
+    metrics_for_rows,
+    metrics_without_curve,
+)
 from domain.backtest.model import Bars, ExecutionModel, FloatArray
 from domain.backtest.signals import StrategySignals
 from domain.errors import ValidationError
@@ -104,14 +122,20 @@ class ParameterGrid:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class SweepResult:
+    """``computed``: the metrics computed; the others of each ``Metrics`` are NaN (counts
+    0), and neither ranked nor reported."""
+
     configs: tuple[dict[str, Any], ...]
     metrics: tuple[Metrics, ...]
     skipped: int  # grid combinations the strategy refused
     equity: FloatArray | None  # (bars, configs), when asked for
+    computed: frozenset[str] = ALL_METRICS
 
     def ranked(self, by: str = "sharpe") -> list[int]:
         """Configuration indices, best first by metric ``by``; NaN last, ties in grid order."""
         check_metric(by)
+        if by not in self.computed:
+            raise ValidationError("metric", f"{by} was not computed by this sweep")
         higher = HIGHER_IS_BETTER[by]
         values = [float(getattr(m, by)) for m in self.metrics]
 
@@ -129,7 +153,10 @@ class SweepResult:
     def rows(self) -> list[dict[str, Any]]:
         """JSON-safe: each configuration with its metrics."""
         return [
-            {"config": dict(c), "metrics": m.to_dict()}
+            {
+                "config": dict(c),
+                "metrics": {k: v for k, v in m.to_dict().items() if k in self.computed},
+            }
             for c, m in zip(self.configs, self.metrics, strict=True)
         ]
 
@@ -160,6 +187,7 @@ def sweep(
     keep_equity: bool = False,
     block_size: int = 2_000_000,
     workers: int = 1,
+    metrics: Collection[str] | None = None,
 ) -> SweepResult:
     """Backtest every configuration of ``grid`` (or of an explicit list of configurations)
     over ``bars``. Each configuration trades its strategy's symbols from the model's full
@@ -169,7 +197,10 @@ def sweep(
     block (at most ``block_size`` bars x sleeves, which bounds memory); the loops are over
     blocks, and over orders only where all-in sizing is path dependent (see
     ``domain.backtest.engine``). ``workers`` > 1 runs contiguous shares of the grid on that
-    many threads (numpy releases the GIL in its loops); the results are the same."""
+    many threads (numpy releases the GIL in its loops); the results are the same.
+    ``metrics`` names the metrics wanted (all of them by default); the bars and starting
+    equity come with any choice. Without a curve metric (and without ``keep_equity``) no
+    per-bar curve is built where it can be avoided."""
     model = model or ExecutionModel()
     if isinstance(grid, ParameterGrid):
         configs, skipped = grid.configs()
@@ -181,20 +212,25 @@ def sweep(
         raise ValidationError("block_size", "must be a positive integer")
     if not isinstance(workers, int) or workers < 1:
         raise ValidationError("workers", "must be a positive integer")
+    wanted = ALL_METRICS if metrics is None else check_metric_names(metrics)
+    curve = keep_equity or bool(wanted & CURVE_METRICS)
+    computed = ALL_METRICS if curve else ALL_METRICS - CURVE_METRICS
     strategies = _strategies(configs, bars)
     prices = PriceRows.of(bars, model)
-    context = _Context(bars, prices, model, bars_per_year, risk_free_rate, block_size)
+    context = _Context(bars, prices, model, bars_per_year, risk_free_rate, block_size, curve)
     kept = np.empty((len(configs), bars.n_bars)) if keep_equity else None
     shares = min(workers, len(strategies))
     bounds = [len(strategies) * k // shares for k in range(shares + 1)]
     parts = [(bounds[k], bounds[k + 1]) for k in range(shares)]
     if shares == 1:
-        metrics = _sweep_part(context, strategies, 0, len(strategies), kept)
+        found = _sweep_part(context, strategies, 0, len(strategies), kept)
     else:
         with ThreadPoolExecutor(max_workers=shares) as pool:
             futures = [pool.submit(_sweep_part, context, strategies, a, b, kept) for a, b in parts]
-            metrics = [m for future in futures for m in future.result()]
-    return SweepResult(tuple(configs), tuple(metrics), skipped, None if kept is None else kept.T)
+            found = [m for future in futures for m in future.result()]
+    return SweepResult(
+        tuple(configs), tuple(found), skipped, None if kept is None else kept.T, computed
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +241,7 @@ class _Context:
     bars_per_year: float
     risk_free_rate: float
     block_size: int
+    curve: bool  # build the per-bar equity curve (a curve metric or the curves are wanted)
 
 
 def _sweep_part(
@@ -232,7 +269,7 @@ def _sweep_part(
             stop_ += 1
         block, equity = _run_block(signals, range(start, stop_), legs, context, work)
         metrics.extend(block)
-        if kept is not None:
+        if kept is not None and equity is not None:
             kept[first + start : first + stop_] = equity
         start = stop_
     return metrics
@@ -244,7 +281,7 @@ def _run_block(
     legs: Sequence[int],
     context: _Context,
     work: tuple[FloatArray, ...],
-) -> tuple[list[Metrics], FloatArray]:
+) -> tuple[list[Metrics], FloatArray | None]:
     model, prices = context.model, context.prices
     n = context.bars.n_bars
     counts = [legs[i] for i in indices]
@@ -263,19 +300,21 @@ def _run_block(
         owner[row : row + k] = position
         row += k
     multi = any(c > 1 for c in counts)
+    configs = len(counts)
+    starting = np.full(configs, model.starting_cash)
+    if not context.curve and not multi:
+        # One sleeve a configuration: its final equity and exposure follow from its fills.
+        fills = simulate_fills(targets, prices, price_row, cash0, model)
+        pnls, _, fees = _per_config(fills, owner, configs, prices, price_row, n)
+        final, held = final_equity(fills, prices, price_row, cash0, n)
+        year = context.bars_per_year
+        lean = metrics_without_curve(
+            final, starting, in_market=held, trade_pnls=pnls, fees=fees, bars=n, bars_per_year=year
+        )
+        return lean, None
     simulation = simulate(targets, prices, price_row, cash0, model, holding=multi, out=work[0])
     fills = simulation.fills
-    trades = trades_from_fills(fills, prices.close[price_row, -1], n)
-    configs = len(counts)
-    closed_owner = owner[trades.row[trades.closed]]
-    closed_pnl = trades.pnl[trades.closed]
-    order = np.argsort(closed_owner, kind="stable")
-    bounds = np.searchsorted(closed_owner[order], np.arange(configs + 1))
-    pnls = [closed_pnl[order][bounds[c] : bounds[c + 1]] for c in range(configs)]
-    notional = np.abs(fills.after - fills.before) * fills.price
-    fill_owner = owner[fills.row]
-    traded = np.bincount(fill_owner, notional, minlength=configs).astype(np.float64)
-    fees = np.bincount(fill_owner, fills.fee, minlength=configs).astype(np.float64)
+    pnls, traded, fees = _per_config(fills, owner, configs, prices, price_row, n)
     if multi:
         starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
         equity = np.add.reduceat(simulation.equity, starts, axis=0)
@@ -288,7 +327,6 @@ def _run_block(
     else:
         equity = simulation.equity
         in_market = simulation.in_market
-    starting = np.full(configs, model.starting_cash)
     result = metrics_for_rows(
         equity,
         starting,
@@ -301,6 +339,28 @@ def _run_block(
         scratch=(work[1], work[2]),
     )
     return result, equity
+
+
+def _per_config(
+    fills: FillColumns,
+    owner: NDArray[np.intp],
+    configs: int,
+    prices: PriceRows,
+    price_row: NDArray[np.intp],
+    n: int,
+) -> tuple[list[FloatArray], FloatArray, FloatArray]:
+    """Per configuration of a block: its closed trades' P&L, traded value and fees."""
+    trades = trades_from_fills(fills, prices.close[price_row, -1], n)
+    closed_owner = owner[trades.row[trades.closed]]
+    closed_pnl = trades.pnl[trades.closed]
+    order = np.argsort(closed_owner, kind="stable")
+    bounds = np.searchsorted(closed_owner[order], np.arange(configs + 1))
+    pnls = [closed_pnl[order][bounds[c] : bounds[c + 1]] for c in range(configs)]
+    notional = np.abs(fills.after - fills.before) * fills.price
+    fill_owner = owner[fills.row]
+    traded = np.bincount(fill_owner, notional, minlength=configs).astype(np.float64)
+    fees = np.bincount(fill_owner, fills.fee, minlength=configs).astype(np.float64)
+    return pnls, traded, fees
 
 
 def backtest_strategy(

@@ -61,6 +61,28 @@ def test_the_leaderboard_is_the_sweep_ranked(desk: Desk) -> None:
         assert got["metrics"]["total_return"] == pytest.approx(want["metrics"]["total_return"])
 
 
+def test_a_job_asking_for_fewer_metrics_ranks_the_same_and_reports_only_those(
+    desk: Desk,
+) -> None:
+    common = {"data": DATA, "grid": GRID, "execution": EXECUTION, "slice_size": 5, "top": 12}
+    boards = []
+    for extra in ({}, {"metric": "total_return", "metrics": ["final_equity", "trades"]}):
+        instance_id = start(desk, {**common, "metric": "total_return", **extra})
+        desk.settle(5)
+        status = desk.status(instance_id)
+        assert status.runtime_status is RuntimeStatus.COMPLETED, status.output
+        boards.append(status.output["leaderboard"])
+    full, lean = boards
+    assert [row["config"] for row in lean] == [row["config"] for row in full]
+    assert set(lean[0]["metrics"]) >= {"final_equity", "trades", "total_return"}
+    assert "sharpe" not in lean[0]["metrics"]
+    for got, want in zip(lean, full, strict=True):
+        assert got["metrics"]["final_equity"] == want["metrics"]["final_equity"]
+    refused = desk.http("POST", "backtests", json={**common, "metrics": ["beauty"]})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "metrics"
+
+
 def test_the_bars_never_travel_in_the_history(desk: Desk) -> None:
     body = {"data": {**DATA, "bars": 20_000}, "grid": GRID, "slice_size": 4}
     instance_id = start(desk, body)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from domain.backtest_jobs import BacktestJob, leaderboard, slices
+from domain.backtest_jobs import METRIC_NAMES, BacktestJob, leaderboard, slices
 from domain.errors import ValidationError
 
 GRID = {"base": {"kind": "sma_cross", "symbol": "SPY"}, "axes": {"fast": [5, 10], "slow": [50]}}
@@ -37,6 +37,10 @@ def test_a_request_round_trips_and_takes_defaults() -> None:
     job = BacktestJob.from_dict({"data": DATA, "grid": GRID})
     assert (job.metric, job.top, job.slice_size) == ("sharpe", 20, 25)
     assert BacktestJob.from_dict(job.to_dict()) == job
+    assert job.wanted is None
+    chosen = BacktestJob.from_dict({"data": DATA, "grid": GRID, "metrics": ["trades"]})
+    assert chosen.wanted == ("trades", "sharpe")  # the ranking metric comes with them
+    assert BacktestJob.from_dict(chosen.to_dict()) == chosen
 
 
 @pytest.mark.parametrize(
@@ -50,6 +54,10 @@ def test_a_request_round_trips_and_takes_defaults() -> None:
         ({"slice_size": True}, "slice_size"),
         ({"bars_per_year": -1}, "bars_per_year"),
         ({"metric": ""}, "metric"),
+        ({"metrics": "sharpe"}, "metrics"),
+        ({"metrics": [1]}, "metrics"),
+        ({"metrics": ["beauty"]}, "metrics"),
+        ({"metrics": []}, "metrics"),
         ({"extra": 1}, "extra"),
     ],
 )
@@ -57,3 +65,9 @@ def test_bad_requests_name_the_field(changes: dict[str, Any], field: str) -> Non
     with pytest.raises(ValidationError) as refused:
         BacktestJob.from_dict({"data": DATA, "grid": GRID, **changes})
     assert refused.value.field == field
+
+
+def test_the_metric_names_a_job_takes_are_the_metrics_a_sweep_gives() -> None:
+    from domain.backtest.metrics import ALL_METRICS
+
+    assert METRIC_NAMES == ALL_METRICS

@@ -85,6 +85,57 @@ def test_threads_share_the_grid_and_change_nothing() -> None:
         sweep(bars, configs, MODEL, workers=0)
 
 
+LEAN_MODELS = {
+    "all-in, next open": MODEL,
+    "fixed, this close, per-share": ExecutionModel.from_dict(
+        {
+            "fill": "this_close",
+            "commission": {"kind": "per_share", "amount": 0.01},
+            "sizing": {"kind": "fixed", "quantity": 50},
+            "starting_cash": 50_000.0,
+        }
+    ),
+    "all-in, per order": ExecutionModel.from_dict(
+        {"commission": {"kind": "per_order", "amount": 1.0}, "starting_cash": 50_000.0}
+    ),
+}
+
+
+@pytest.mark.parametrize("model", list(LEAN_MODELS.values()), ids=list(LEAN_MODELS))
+def test_a_sweep_without_curve_metrics_gives_the_same_figures_to_the_bit(
+    model: ExecutionModel,
+) -> None:
+    bars = Bars.of(cent_walk(4000, 5, 2), symbols=["AAA", "BBB"])
+    configs = GRIDS["sma"].configs()[0] + GRIDS["ema"].configs()[0] + GRIDS["pairs"].configs()[0]
+    full = sweep(bars, configs, model, block_size=9000)
+    lean = sweep(bars, configs, model, block_size=9000, metrics=["final_equity", "trades"])
+    assert lean.computed == full.computed - {
+        "volatility", "sharpe", "sortino", "max_drawdown", "max_drawdown_duration",
+        "longest_drawdown", "turnover"}  # fmt: skip
+    for a, b in zip(full.metrics, lean.metrics, strict=True):
+        for name in lean.computed:
+            x, y = getattr(a, name), getattr(b, name)
+            assert x == y or (math.isnan(x) and math.isnan(y)), name
+    assert any(m.trades > 0 for m in lean.metrics) and any(m.exposure > 0 for m in lean.metrics)
+    # What was not computed is neither reported nor ranked.
+    assert set(lean.rows()[0]["metrics"]) == set(lean.computed)
+    assert lean.ranked("total_return") == full.ranked("total_return")
+    with pytest.raises(ValidationError, match="not computed"):
+        lean.ranked("sharpe")
+    # Asking for a curve metric, or for the curves, builds them.
+    assert sweep(bars, configs[:3], model, metrics=["sharpe"]).metrics == full.metrics[:3]
+    kept = sweep(bars, configs[:3], model, metrics=["trades"], keep_equity=True)
+    assert kept.equity is not None and kept.metrics == full.metrics[:3]
+
+
+@pytest.mark.parametrize("metrics", ["sharpe", [], ["sharpe", "beauty"], [3]])
+def test_a_metric_selection_names_known_metrics(metrics: Any) -> None:
+    bars = Bars.of(cent_walk(50, 1), symbols=["AAA"])
+    with pytest.raises(ValidationError) as caught:
+        sweep(bars, [{"kind": "sma_cross", "symbol": "AAA", "fast": 2, "slow": 3}], metrics=metrics)
+    assert caught.value.field == "metrics"
+
+
 def test_invalid_combinations_are_skipped_and_counted() -> None:
     grid = GRIDS["sma"]
     configs, skipped = grid.configs()
