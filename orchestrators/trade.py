@@ -322,7 +322,12 @@ def run_trade(context: Ctx) -> Steps:
     if all(run.tracker.status(cid) == "rejected" for cid in entry_ids):
         reasons = [run.tracker.orders[cid].get("reject_reason") for cid in entry_ids]
         return (yield from run.finish("rejected", {**detail, "reasons": reasons}))
-    return (yield from run.finish("canceled" if ended == "cancel" else "expired", detail))
+    # Cancelled on request, or at the broker (a flatten, the broker itself) before the
+    # deadline; otherwise the deadline (or the broker's day) ran out.
+    cancelled = ended == "cancel" or (
+        ended == "done" and all(run.tracker.status(cid) == "canceled" for cid in entry_ids)
+    )
+    return (yield from run.finish("canceled" if cancelled else "expired", detail))
 
 
 def _fail(context: Ctx, error: Exception) -> Steps:

@@ -191,6 +191,7 @@ def test_the_kill_switch_flattens_and_nothing_is_submitted_after_it(desk: Desk) 
     assert all(p.quantity == 0 for p in desk.store.positions("paper"))
     shown = desk.http("GET", f"orders/{resting['intent_id']}").json()
     assert [o["status"] for o in shown["orders"]] == ["canceled"]
+    assert shown["output"]["outcome"] == "canceled"  # by the flatten, not at a deadline
     simulator = desk.services.simulator
     assert simulator is not None
     sent = simulator.submissions
@@ -209,6 +210,33 @@ def test_the_kill_switch_flattens_and_nothing_is_submitted_after_it(desk: Desk) 
     assert (
         desk.http("GET", f"orders/{after['intent_id']}").json()["output"]["outcome"] == "completed"
     )
+    assert desk.chain_ok()
+
+
+def test_the_kill_switch_leaves_no_exit_of_a_resting_bracket_behind(desk: Desk) -> None:
+    bracket = {
+        **MARKET,
+        "order_type": "limit",
+        "limit_price": "90",
+        "take_profit": {"limit_price": "95"},
+        "stop_loss": {"stop_price": "85"},
+    }
+    resting = place(desk, bracket)
+    desk.settle(2)
+    shown = desk.http("GET", f"orders/{resting['intent_id']}").json()
+    assert {o["leg"]: o["status"] for o in shown["orders"]} == {
+        "entry": "new", "tp": "held", "sl": "held"}  # fmt: skip
+    response = desk.http(
+        "POST", "killswitch", admin=True, json={"action": "halt", "reason": "drill"}
+    )
+    assert response.status_code == 202
+    desk.settle(5)
+    shown = desk.http("GET", f"orders/{resting['intent_id']}").json()
+    assert {o["leg"]: o["status"] for o in shown["orders"]} == {
+        "entry": "canceled", "tp": "canceled", "sl": "canceled"}  # fmt: skip
+    assert shown["output"]["outcome"] == "canceled"
+    simulator = desk.services.simulator
+    assert simulator is not None and simulator.open_orders() == []
     assert desk.chain_ok()
 
 

@@ -563,6 +563,49 @@ def test_reconciliation_books_missed_executions_and_cancels_once(
         desk.close()
 
 
+def test_reconciliation_follows_a_brackets_legs_by_the_desks_ids(
+    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+) -> None:
+    fake, broker = alpaca
+    fake.fill = False
+    # Polls ten minutes apart: only the reconciliation can explain what the books learn.
+    desk = make_desk(tmp_path, broker=broker, poll_interval_s=600, entry_timeout_s=1200)
+    try:
+        placed = desk.http("POST", "orders", json=BRACKET)
+        intent_id = placed.json()["intent_id"]
+        desk.settle(1)
+        desk.fire("reconciliation")  # the exits held at Alpaca are what the books hold
+        desk.settle()
+        [quiet] = [s for s in desk.engine.query() if s.name == "reconcile"]
+        assert quiet.output is not None and quiet.output["fixed"] == []
+        assert quiet.output["alerts"] == []
+        by_cid = {o["client_order_id"]: o for o in fake.orders.values()}
+        parent = by_cid[f"{intent_id}:entry"]
+        take, _stop = parent["legs"]
+        fake.fill_order(parent["id"], D(100))  # nobody reports the entry's fill
+        fake.fill_order(take["id"], D(110))  # nor the take-profit's, nor the stop's cancel
+
+        desk.fire("reconciliation")
+        desk.settle()
+        legs = {
+            o.leg: (o.status.value, o.filled_qty) for o in desk.store.orders_for_intent(intent_id)
+        }
+        assert legs == {
+            "entry": ("filled", D(10)),
+            "tp": ("filled", D(10)),
+            "sl": ("canceled", D(0)),
+        }
+        fills = {f.execution_id for f in desk.store.fills_for_order(f"{intent_id}:tp")}
+        assert fills == {f"{intent_id}:tp@10"}
+        assert desk.store.positions("paper")[0].quantity == 0
+        before = books_state(desk)
+        desk.fire("reconciliation")
+        desk.settle()
+        assert books_state(desk) == before
+    finally:
+        desk.close()
+
+
 def test_exits_alpaca_will_not_link_are_linked_by_the_orchestration(
     on_alpaca: OnAlpaca,
 ) -> None:
