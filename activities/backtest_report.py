@@ -275,9 +275,10 @@ def _sweep_of(sweep: Any) -> _Sweep:
     from domain.backtest import SweepResult
 
     if isinstance(sweep, SweepResult):
+        computed = sweep.rows()  # only the figures the sweep computed
         return _Sweep(
-            [dict(c) for c in sweep.configs],
-            [_metric_values(m) for m in sweep.metrics],
+            [row["config"] for row in computed],
+            [_metric_values(row["metrics"]) for row in computed],
             sweep.skipped,
         )
     skipped = 0
@@ -885,7 +886,7 @@ def _leaderboard(sweep: _Sweep, metric: str) -> str:
         *(
             m
             for m in ("total_return", "sharpe", "max_drawdown", "trades", "final_equity")
-            if m != metric
+            if m != metric and any(m in values for values in sweep.values)  # computed
         ),
     ]
     head = "".join(

@@ -229,6 +229,30 @@ def test_a_sweep_ranks_the_grid_as_the_engine_does_and_reports_its_heatmap(
     assert f"best: fast={best['fast']} slow={best['slow']}" in text.stdout
 
 
+def test_a_sweep_of_a_few_metrics_shows_only_those_and_ranks_the_same(tmp_path: Path) -> None:
+    report = tmp_path / "lean.html"
+    args = ["sweep", "--synthetic", "30000", "--seed", "5", "--symbol", "QQQ"]
+    args += ["--strategy", "sma_cross", *SWEEP, "--commission-bps", "1", "--top", "5"]
+    args += ["--metric", "total_return"]
+    full = json.loads(cli(*args, "--json").stdout)
+    done = cli(*args, "--metrics", "trades,final_equity", "--json", "--report", str(report))
+    assert done.returncode == 0, done.stderr
+    lean = json.loads(done.stdout)
+    assert [r["config"] for r in lean["leaderboard"]] == [r["config"] for r in full["leaderboard"]]
+    for got, want in zip(lean["leaderboard"], full["leaderboard"], strict=True):
+        assert "sharpe" not in got["metrics"] and "max_drawdown" not in got["metrics"]
+        for name in ("total_return", "final_equity", "trades"):
+            assert got["metrics"][name] == want["metrics"][name]
+    page = report.read_text(encoding="utf-8")
+    assert 'id="leaderboard"' in page and "Sharpe" not in page.split('id="leaderboard"')[1]
+    text = cli(*args, "--metrics", "trades")
+    lines = text.stdout.splitlines()
+    header = next(x for x in lines if x.startswith("rank"))
+    assert header.split() == ["rank", "fast", "slow", "total_return", "trades"]
+    refused = cli(*args, "--metrics", "beauty")
+    assert refused.returncode == 2 and "--metrics" in refused.stderr
+
+
 def test_the_progress_line_is_drawn_only_when_asked_for_or_on_a_terminal() -> None:
     args = ["sweep", "--synthetic", "5000", "--symbol", "SPY", "--strategy", "sma_cross"]
     drawn = cli(*args, *SWEEP, "--progress", "--chunk", "4")
