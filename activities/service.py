@@ -274,6 +274,11 @@ def submit_order(
     return _outcome(snapshot, fills)
 
 
+class OrderClassRefused(TerminalError):
+    """The broker refused an advanced order class (and holds no order under its id): the
+    same legs can go as separate orders."""
+
+
 def submit_bracket(
     svc: Services,
     intent_id: str,
@@ -285,28 +290,33 @@ def submit_bracket(
     reference_price: Decimal | None = None,
 ) -> list[LegOutcome]:
     """An entry with its exits as one order at the broker (a bracket, or OTO with one
-    exit), once: the books hold all of them first, and a retry that finds the entry at the
-    broker reads the legs instead of sending again. A broker that refuses the order class
-    raises ``TerminalError`` (the caller falls back to separate orders); the caller checks
-    for a halt."""
-    legs = (entry, *exits)
-    ids = [
-        _book_order(
-            svc, intent_id, leg, ts, reference_price if leg is entry else None
-        ).client_order_id
-        for leg in legs
-    ]
+    exit), once: a retry that finds the entry at the broker reads the legs instead of
+    sending again. The books hold the entry before the broker hears of it, and the exits
+    once the broker has taken them (a refused order class leaves no exit behind in the
+    books; a crash in between books them on the retry, which finds the entry). A refusal
+    raises ``OrderClassRefused``; the caller checks for a halt."""
+    ids = [leg.client_order_id(intent_id) for leg in (entry, *exits)]
+    _book_order(svc, intent_id, entry, ts, reference_price)
     found = svc.broker.get_by_client_order_id(ids[0])
     snapshots: list[BrokerOrder | None]
+    if found is None:
+        try:
+            with telemetry().span("broker.submit", client_order_id=ids[0], symbol=entry.symbol):
+                snapshots = list(svc.broker.submit_bracket(entry, exits, ids))
+        except TerminalError as refused:
+            # Refused outright, or taken and a later read failed: only the broker knows.
+            found = svc.broker.get_by_client_order_id(ids[0])
+            if found is None:
+                raise OrderClassRefused(str(refused)) from refused
+        else:
+            _observe_submit(svc, ts_wall_created, ts)
     if found is not None:
         snapshots = [found, *(svc.broker.get_by_client_order_id(cid) for cid in ids[1:])]
-    else:
-        with telemetry().span("broker.submit", client_order_id=ids[0], symbol=entry.symbol):
-            snapshots = list(svc.broker.submit_bracket(entry, exits, ids))
-        _observe_submit(svc, ts_wall_created, ts)
+    for leg in exits:
+        _book_order(svc, intent_id, leg, ts)
     order_class = "bracket" if len(exits) == 2 else "oto"
     outcomes = []
-    for leg, cid, snapshot in zip(legs, ids, snapshots, strict=True):
+    for leg, cid, snapshot in zip((entry, *exits), ids, snapshots, strict=True):
         if snapshot is None:
             log.warning("%s leg %s is missing at the broker", order_class, cid)
             outcomes.append(LegOutcome.missing(cid))
@@ -396,12 +406,13 @@ def cancel_orders(
 
 def flatten_positions(svc: Services, tag: str, *, ts: datetime) -> list[LegOutcome]:
     """Cancel every open order, then close every position at market. The closing orders'
-    ids derive from ``tag``, so running this again sends nothing twice."""
-    open_ids = [
-        o.client_order_id
-        for o in svc.broker.open_orders()
-        if not o.client_order_id.startswith(f"{tag}.")
-    ]
+    ids derive from ``tag``, so running this again sends nothing twice. Open orders are
+    those the broker lists and those the books hold open: a broker may leave out the legs
+    of an order that is itself done (Alpaca lists a filled bracket's live exits under
+    neither), and each would open a position once it triggers."""
+    listed = [o.client_order_id for o in svc.broker.open_orders()]
+    booked = [o.client_order_id for o in svc.store.open_orders()]
+    open_ids = [cid for cid in dict.fromkeys([*listed, *booked]) if not cid.startswith(f"{tag}.")]
     outcomes = cancel_orders(svc, open_ids, ts=ts)
     for symbol, quantity in sorted(svc.broker.positions().items()):
         if quantity == 0:

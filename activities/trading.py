@@ -112,12 +112,16 @@ def submit_bracket(payload: dict[str, Any]) -> dict[str, Any]:
     exits = [OrderLeg.from_dict(leg) for leg in _objects(payload, "exits")]
     _record_entries(svc, list(request.audit), request.ts)
     intent_id, entry = request.intent_id, request.leg
-    decided = svc.store.load(f"bracket:{intent_id}")
-    native = (
-        bool(decided.value.get("native"))
-        if decided is not None
-        else service.halted(svc) is None and svc.broker.supports_bracket(entry, exits)
-    )
+    # Decided once per intent, before anything is sent, and kept: a retry (after a lost
+    # answer, across a halt) sends what the first attempt sent, or reads it back.
+    key = f"bracket:{intent_id}"
+    decided = svc.store.load(key)
+    if decided is None:
+        choice = service.halted(svc) is None and svc.broker.supports_bracket(entry, exits)
+        with contextlib.suppress(Conflict):
+            svc.store.save(key, {"native": choice}, expected_version=None)
+        decided = svc.store.load(key)
+    native = decided is not None and bool(decided.value.get("native"))
     timing: dict[str, Any] = {
         "ts": request.ts,
         "ts_wall_created": request.ts_wall_created,
@@ -126,11 +130,16 @@ def submit_bracket(payload: dict[str, Any]) -> dict[str, Any]:
     if native:
         try:
             outcomes = service.submit_bracket(svc, intent_id, entry, exits, **timing)
-        except TerminalError as refused:
+        except service.OrderClassRefused as refused:
             log.warning(
                 "bracket for %s refused (%s): exits placed once the entry fills", intent_id, refused
             )
-            _decide(svc, f"bracket:{intent_id}", refused)
+            with contextlib.suppress(Conflict):  # a concurrent attempt decided the same
+                svc.store.save(
+                    key,
+                    {"native": False, "reason": str(refused)[:500]},
+                    expected_version=None if decided is None else decided.version,
+                )
             native = False
     if not native:
         outcomes = [service.submit_order(svc, intent_id, entry, **timing)]
@@ -146,6 +155,9 @@ def submit_exits(payload: dict[str, Any]) -> dict[str, Any]:
     svc = services()
     intent_id = require_str(payload, "intent_id")
     ts = parse_ts(require(payload, "ts"), "ts")
+    if "exits" not in payload and "take_profit" in payload:
+        # The shape trades scheduled before one-exit plans used: still taken.
+        payload = {**payload, "exits": [payload["take_profit"], payload.get("stop_loss")]}
     exits = [OrderLeg.from_dict(leg) for leg in _objects(payload, "exits")]
     # Decided once per intent: a retry after a rejected OCO must not take the exits that
     # replaced it for an OCO (they would not cancel each other).

@@ -213,6 +213,10 @@ class AlpacaBroker:
             session.mount("http://", adapter)
         self._limiter = limiter or RateLimiter()
         self._last_trade = last_trade
+        # A leg's parent, by the desk's ids, once seen: a leg never changes parent, so a
+        # later lookup of the leg asks for its parent straight away (one request, not a
+        # probe for an order of its own first).
+        self._parents: dict[str, str] = {}
 
     @classmethod
     def connect(
@@ -401,14 +405,14 @@ class AlpacaBroker:
             nested = GetOrderByIdRequest(nested=True)
             parent = self._call(lambda: self._client.get_order_by_id(parent.id, nested))
             legs = parent.legs
-        found = [
-            leg
-            for leg in legs or ()
-            if _exit_kind(leg) == kind and _value(leg.status) != "replaced"
-        ]
-        if not found:
+        mine = [leg for leg in legs or () if _exit_kind(leg) == kind]
+        if not mine:
             return None
-        return dataclasses.replace(self._view(found[0]), client_order_id=desk_id)
+        self._parents[desk_id] = str(parent.client_order_id)
+        # A replaced leg has a successor among the legs; without one, the replaced leg is
+        # all there is to report.
+        current = [leg for leg in mine if _value(leg.status) != "replaced"] or mine[-1:]
+        return dataclasses.replace(self._view(current[0]), client_order_id=desk_id)
 
     def _bracket_leg(self, client_order_id: str, kind: str) -> BrokerOrder | None:
         """An exit that went with its entry as a bracket or OTO, found through the entry."""
@@ -421,7 +425,13 @@ class AlpacaBroker:
     def get_by_client_order_id(self, client_order_id: str) -> BrokerOrder | None:
         """By the desk's id. An exit may be a leg under another order's id: the stop-loss of
         an OCO under the take-profit, either exit of a bracket under the entry. Every case
-        takes at most two requests."""
+        takes at most two requests, one once the leg's parent is known."""
+        known_parent = self._parents.get(client_order_id)
+        kind = _exit_kind_of_id(client_order_id)
+        if known_parent is not None and kind is not None:
+            parent = self._find(known_parent)
+            if parent is not None:
+                return self._leg_of(parent, kind, client_order_id)
         oco_parent_id = oco_take_profit_id(client_order_id)
         if oco_parent_id is not None:  # a stop-loss
             parent = self._find(oco_parent_id)
@@ -652,6 +662,13 @@ def _exit_kind(order: Any) -> str | None:
     """Which exit an Alpaca leg is, by its type: a limit takes profit, a stop stops loss."""
     kind = _value(order.type)
     return TAKE_PROFIT if kind == "limit" else STOP_LOSS if kind in ("stop", "stop_limit") else None
+
+
+def _exit_kind_of_id(client_order_id: str) -> str | None:
+    """Which exit a desk id names (``<intent>:tp``, ``<intent>:sl-part``), if any."""
+    if oco_stop_loss_id(client_order_id) is not None:
+        return TAKE_PROFIT
+    return STOP_LOSS if oco_take_profit_id(client_order_id) is not None else None
 
 
 def _leg_names(parent_id: str) -> dict[str, str]:

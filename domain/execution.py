@@ -243,7 +243,9 @@ class TradeRequest:
     ``ts_wall_created``: when the request was made, on the wall clock, for latency figures.
     ``initial_limits``: the configured limits, for an account that has never been given any.
     ``trace``: the trace context of the work that made the request (W3C ``traceparent``),
-    so the orders it leads to join that trace.
+    so the orders it leads to join that trace. ``native_brackets``: a bracket's entry may
+    go with its exits as one order; requests made before that existed lack the field and
+    replay as they ran (entry first, exits after).
     """
 
     intent: OrderIntent
@@ -255,6 +257,7 @@ class TradeRequest:
     ts_wall_created: float | None = None
     initial_limits: RiskLimits | None = None
     trace: Mapping[str, str] | None = None
+    native_brackets: bool = True
 
     def __post_init__(self) -> None:
         for name in ("approval_timeout_s", "entry_timeout_s", "exit_timeout_s", "poll_interval_s"):
@@ -276,6 +279,7 @@ class TradeRequest:
             if self.initial_limits is None
             else self.initial_limits.to_dict(),
             "trace": None if self.trace is None else dict(self.trace),
+            "native_brackets": self.native_brackets,
         }
 
     def reserve_payload(self) -> dict[str, Any]:
@@ -308,6 +312,7 @@ class TradeRequest:
                 else RiskLimits.from_dict({k: v for k, v in limits.items() if v is not None})
             ),
             trace=_trace(data.get("trace")),
+            native_brackets=data.get("native_brackets") is True,
         )
 
 

@@ -215,7 +215,7 @@ def _entry(run: _Run) -> Steps:
     ids = [run.cid(leg.name) for leg in legs]
     run.publish("entry")
     timed = not run.request.requires_approval
-    if run.intent.kind is PlanKind.BRACKET:
+    if run.intent.kind is PlanKind.BRACKET and run.request.native_brackets:
         yield from _submit_bracket(run, timed=timed)
     else:
         yield from _submit(run, legs, timed=timed)

@@ -398,6 +398,16 @@ def test_no_exits_are_placed_for_a_halted_account(desk: Desk) -> None:
         }
     )
     assert [o["status"] for o in result["orders"]] == ["rejected", "rejected"]
+    # The shape trades scheduled before one-exit plans used is still taken.
+    older = exits.call(
+        payload={
+            "intent_id": "int-halted",
+            "take_profit": tp.to_dict(),
+            "stop_loss": sl.to_dict(),
+            "ts": datetime.now(UTC).isoformat(),
+        }
+    )
+    assert [o["status"] for o in older["orders"]] == ["rejected", "rejected"]
     # Nor a bracket: its entry is refused, and its exits are never sent.
     bracket = index_app(function_app.app).functions["submit_bracket"]
     entry = OrderLeg("entry", "AAPL", Side.BUY, Decimal(5))

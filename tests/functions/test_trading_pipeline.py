@@ -21,7 +21,7 @@ from devhost.durable import RuntimeStatus
 from domain.errors import RetryableFault
 from domain.execution import TradeRequest
 from domain.market import ParseError, Tick, parse_market_event
-from domain.model import Side
+from domain.model import OrderType, Side
 from domain.orders import OrderIntent, OrderLeg, PlanKind
 from domain.ports import Claim
 from domain.risk import RiskLimits
@@ -80,6 +80,8 @@ def test_a_bracket_takes_profit_and_the_stop_is_cancelled(
         desk.settle(3)
         [trade] = desk.trades()
         assert trade.custom_status["stage"] == "exits"
+        decided = desk.store.load(f"bracket:{trade.instance_id}")
+        assert decided is not None and decided.value["native"] is bracket
         desk.prices("AAPL", [101.5, 102.5])
         desk.settle(3)
         final = desk.status(trade.instance_id)
@@ -110,6 +112,59 @@ def test_a_bracket_stop_loss_fires_on_the_way_down(tmp_path: Path) -> None:
         assert desk.store.positions("paper")[0].quantity == 0
     finally:
         desk.close()
+
+
+def test_a_bracket_sent_before_a_halt_is_read_back_after_it_not_sent_again(
+    tmp_path: Path,
+) -> None:
+    import function_app
+    from activities import service
+    from devhost.app_index import index_app
+
+    flaky = FlakyBroker(SimulatedBroker(), deque(["lost"]))  # taken; the answer lost
+    desk = make_desk(tmp_path, broker=flaky)
+    try:
+        flaky.inner.on_trade("AAPL", Decimal(100), T0)
+        activity = index_app(function_app.app).functions["submit_bracket"]
+        entry = OrderLeg("entry", "AAPL", Side.BUY, Decimal(10), OrderType.LIMIT,
+                         limit_price=Decimal(99))  # fmt: skip
+        tp = OrderLeg("tp", "AAPL", Side.SELL, Decimal(10), OrderType.LIMIT,
+                      limit_price=Decimal(103))  # fmt: skip
+        sl = OrderLeg("sl", "AAPL", Side.SELL, Decimal(10), OrderType.STOP,
+                      stop_price=Decimal(97))  # fmt: skip
+        payload = {
+            "entry": {"intent_id": "int-lost", "leg": entry.to_dict(), "ts": T0.isoformat()},
+            "exits": [tp.to_dict(), sl.to_dict()],
+        }
+        with pytest.raises(RetryableFault):
+            activity.call(payload=payload)
+        service.set_halt(desk.services, True, "drill", ts=T0)  # between the two attempts
+        again = activity.call(payload=payload)
+        assert again["native"] is True
+        assert [o["status"] for o in again["orders"]] == ["new", "held", "held"]
+        assert flaky.inner.submissions == 3  # one bracket: entry and two exits, once
+        held = {o.leg: o.status.value for o in desk.store.orders_for_intent("int-lost")}
+        assert held == {"entry": "new", "tp": "held", "sl": "held"}
+    finally:
+        desk.close()
+
+
+def test_a_trade_requested_before_native_brackets_runs_entry_first(desk: Desk) -> None:
+    legs = (
+        OrderLeg("entry", "AAPL", Side.BUY, Decimal(5)),
+        OrderLeg("tp", "AAPL", Side.SELL, Decimal(5), OrderType.LIMIT, limit_price=Decimal(110)),
+        OrderLeg("sl", "AAPL", Side.SELL, Decimal(5), OrderType.STOP, stop_price=Decimal(90)),
+    )
+    intent = OrderIntent(
+        "int-old", "paper", "test", PlanKind.BRACKET, legs, T0, {"AAPL": Decimal(100)}
+    )
+    older = {k: v for k, v in TradeRequest(intent).to_dict().items() if k != "native_brackets"}
+    desk.prices("AAPL", [100.0])
+    desk.engine.start_new("trade", "int-old", older)
+    desk.settle(2)
+    assert desk.store.load("bracket:int-old") is None  # no bracket was sent
+    orders = {o.leg: o.status.value for o in desk.store.orders_for_intent("int-old")}
+    assert orders == {"entry": "filled", "tp": "new", "sl": "new"}  # exits after the fill
 
 
 def test_a_native_bracket_whose_entry_part_fills_is_protected_for_what_filled(

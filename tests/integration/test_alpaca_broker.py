@@ -315,7 +315,7 @@ def on_alpaca(tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]) -> Iterat
     fake, broker = alpaca
     desk = make_desk(tmp_path, broker=broker)
     try:
-        yield OnAlpaca(fake, desk)
+        yield OnAlpaca(fake, desk, broker)
     finally:
         desk.close()
 
@@ -326,6 +326,7 @@ class OnAlpaca:
 
     fake: FakeAlpaca
     desk: Desk
+    broker: AlpacaBroker
 
     def place(self, body: Mapping[str, object]) -> str:
         placed = self.desk.http("POST", "orders", json=body)
@@ -361,6 +362,50 @@ def test_a_bracket_goes_to_alpaca_as_one_order_whose_exits_protect_the_fill(
     fake.fill_order(stop["id"], D("94.9"))  # the stop triggers; Alpaca cancels the other
     on_alpaca.finished(intent_id, {"entry": "filled", "tp": "canceled", "sl": "filled"})
     assert fake.posts == 1
+
+
+def test_the_kill_switch_cancels_a_filled_brackets_exits_alpaca_does_not_list(
+    on_alpaca: OnAlpaca,
+) -> None:
+    desk = on_alpaca.desk
+    intent_id = on_alpaca.place(BRACKET)  # filled at once: its exits are live
+    parent = on_alpaca.at_alpaca(f"{intent_id}:entry")
+    assert parent["status"] == "filled"
+    # Alpaca lists neither the done parent nor, nested under it, its live legs.
+    assert {o.client_order_id for o in on_alpaca.broker.open_orders()} == set()
+    assert {leg["status"] for leg in parent["legs"]} == {"new", "held"}
+    halt = desk.http("POST", "killswitch", admin=True, json={"action": "halt", "reason": "drill"})
+    assert halt.status_code == 202
+    desk.settle(5)
+    assert {leg["status"] for leg in parent["legs"]} == {"canceled"}
+    assert legs_shown(desk, intent_id) == {"entry": "filled", "tp": "canceled", "sl": "canceled"}
+    assert desk.store.positions("paper")[0].quantity == 0
+
+
+def test_a_refused_bracket_leaves_no_exit_in_the_books(on_alpaca: OnAlpaca) -> None:
+    fake, desk = on_alpaca.fake, on_alpaca.desk
+    fake.refuse_bracket = "take_profit.limit_price must be >= base_price + 0.01"
+    intent_id = on_alpaca.place({**BRACKET, "order_type": "limit", "limit_price": "99"})
+    assert legs_shown(desk, intent_id) == {"entry": "new"}  # the exits wait for a fill
+    desk.fire("reconciliation")
+    desk.settle()
+    [run] = [s for s in desk.engine.query() if s.name == "reconcile"]
+    assert run.output is not None and run.output["alerts"] == []
+
+
+def test_a_legs_parent_is_asked_for_directly_once_known(on_alpaca: OnAlpaca) -> None:
+    fake, broker = on_alpaca.fake, on_alpaca.broker
+    entry, exit_legs = bracket_legs()
+    broker.submit_bracket(entry, exit_legs, ("int-23:entry", "int-23:tp", "int-23:sl"))
+    before = fake.requests
+    for cid in ("int-23:tp", "int-23:sl"):
+        found = broker.get_by_client_order_id(cid)
+        assert found is not None and found.client_order_id == cid
+    assert fake.requests - before == 2  # one each: the entry, with its legs
+    fresh = AlpacaBroker(broker._client)  # another instance: it probes first
+    before = fake.requests
+    assert fresh.get_by_client_order_id("int-23:sl") is not None
+    assert fake.requests - before == 2
 
 
 def test_a_part_filled_bracket_entry_gets_exits_for_what_filled(on_alpaca: OnAlpaca) -> None:

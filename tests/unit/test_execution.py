@@ -90,6 +90,10 @@ def test_payloads_round_trip_and_validate() -> None:
     intent = OrderIntent("int-1", "paper", "test", PlanKind.SINGLE, (leg,), T0, {"AAPL": D(100)})
     trade = TradeRequest(intent, requires_approval=True, entry_timeout_s=5)
     assert TradeRequest.from_dict(trade.to_dict()) == trade
+    assert trade.native_brackets is True
+    # A request from before native brackets (no field) replays as it ran: entry first.
+    older = {k: v for k, v in trade.to_dict().items() if k != "native_brackets"}
+    assert TradeRequest.from_dict(older).native_brackets is False
     with pytest.raises(ValidationError, match="poll_interval_s"):
         TradeRequest(intent, poll_interval_s=0)
 
