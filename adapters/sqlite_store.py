@@ -3,6 +3,10 @@
 One file holds the audit trail, fills, idempotency claims and strategy-state snapshots.
 Every write is idempotent by a fixed key or conditional on a version, so retried
 activities and redelivered events cannot write twice.
+
+The write-ahead log is copied back into the file by ``WalCheckpointer`` beside the writes,
+not inside whichever write crosses SQLite's checkpoint mark (on the way from a tick to the
+broker).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from adapters.sqlite_wal import WalCheckpointer
 from domain.audit import AuditRecord
 from domain.errors import Conflict
 from domain.fills import Fill
@@ -94,6 +99,7 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
+        WalCheckpointer.configure(self._db)
         self._db.executescript(_SCHEMA)
         self._db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -105,8 +111,10 @@ class SqliteStore:
             raise RuntimeError(
                 f"{self.path}: books schema {stored} is not the supported {SCHEMA_VERSION}"
             )
+        self._checkpointer = WalCheckpointer(self.path)
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
 
@@ -120,6 +128,7 @@ class SqliteStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._checkpointer.note_commit()
 
     def _one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         with self._lock:

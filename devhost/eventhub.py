@@ -29,6 +29,7 @@ from typing import Any
 from azure.functions import EventHubEvent
 from azure.functions.meta import Datum
 
+from adapters.sqlite_wal import WalCheckpointer
 from devhost.app_index import FunctionSpec
 from devhost.invoke import invoke
 
@@ -98,10 +99,13 @@ class EventLog:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        WalCheckpointer.configure(self._db)
         self._db.executescript(_SCHEMA)
+        self._checkpointer = WalCheckpointer(path)
         self._round_robin = 0
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
 
@@ -147,6 +151,7 @@ class EventLog:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        self._checkpointer.note_commit()
         return count
 
     def read(self, hub: str, partition: int, after_seq: int, limit: int) -> list[LoggedEvent]:
@@ -177,6 +182,7 @@ class EventLog:
                 "partition) DO UPDATE SET seq = MAX(seq, excluded.seq)",
                 (hub, group, partition, seq),
             )
+        self._checkpointer.note_commit()
 
     def count(self, hub: str) -> int:
         """Events ever published to ``hub``."""
@@ -214,6 +220,7 @@ class EventLog:
                     failed_at.isoformat(),
                 ),
             )
+        self._checkpointer.note_commit()
 
     def failed_batches(self, hub: str | None = None) -> list[dict[str, Any]]:
         """Batches given up on after their retries, oldest first (of one hub, or all)."""

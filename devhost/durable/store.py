@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adapters.sqlite_wal import WalCheckpointer
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -190,21 +192,29 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA temp_store=MEMORY")
-        with self.transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if found is None:
-                db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(found[0]) != SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: store schema {found[0]} is not the supported {SCHEMA_VERSION}"
-                )
+        WalCheckpointer.configure(self._db)
+        self._checkpointer = WalCheckpointer(self.path)
+        try:
+            with self.transaction() as db:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                found = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if found is None:
+                    db.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+                    )
+                elif int(found[0]) != SCHEMA_VERSION:
+                    raise RuntimeError(
+                        f"{self.path}: store schema {found[0]} "
+                        f"is not the supported {SCHEMA_VERSION}"
+                    )
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
+        self._checkpointer.close()
         with self._lock:
             self._db.close()
 
@@ -218,6 +228,7 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+            self._checkpointer.note_commit()
 
     def commit(self, batch: WriteBatch) -> None:
         if not batch:
