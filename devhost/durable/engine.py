@@ -68,7 +68,7 @@ from datetime import datetime
 from enum import StrEnum
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import azure.functions as func
 from azure.functions._durable_functions import df_dumps
@@ -116,6 +116,7 @@ _LONG_TIMER_INTERVAL = "3.00:00:00"
 _START, _EVENT, _TERMINATE, _OPERATION = "start", "event", "terminate", "op"
 
 EntityLike = str | EntityRef | HasNameAndKey | tuple[str, str]
+_T = TypeVar("_T")
 
 
 class ExistingInstance(StrEnum):
@@ -184,6 +185,22 @@ class _Instance:
     cancelled_timers: set[int] = field(default_factory=set)
     # Timers recorded but not yet fired: dropped when the execution ends.
     pending_timers: set[int] = field(default_factory=set)
+
+    @classmethod
+    def of_row(cls, row: InstanceRow) -> _Instance:
+        """The instance as stored, before its history is read."""
+        return cls(
+            row.instance_id,
+            row.execution_id,
+            row.name,
+            RuntimeStatus(row.status),
+            row.input,
+            row.output,
+            row.custom_status,
+            row.created_at,
+            row.updated_at,
+            None if row.parent is None else json.loads(row.parent),
+        )
 
     def row(self) -> InstanceRow:
         return InstanceRow(
@@ -375,7 +392,7 @@ class DurableEngine:
             if existing is not None:
                 batch.history_wipes.append(instance_id)
                 self._instances.pop(instance_id, None)
-            batch.instances[instance_id] = InstanceRow(
+            row = batch.instances[instance_id] = InstanceRow(
                 instance_id,
                 execution_id,
                 function.name,
@@ -397,9 +414,22 @@ class DurableEngine:
             }
             self._send(batch, instance_id, start, now_us)
             self.store.commit(batch)
+            # What the first episode would otherwise read back from the store.
+            self._instances[instance_id] = _Instance.of_row(row)
             self._changed.notify_all()
         self._kick.set()
         return instance_id
+
+    def call_if_free(self, call: Callable[[], _T]) -> tuple[bool, _T | None]:
+        """``(True, call())`` when nothing else holds the engine (no round is running), so a
+        caller on an event loop can make a short call such as :meth:`start_new` in place
+        instead of handing it to a thread; ``(False, None)`` at once otherwise."""
+        if not self._lock.acquire(blocking=False):
+            return False, None
+        try:
+            return True, call()
+        finally:
+            self._lock.release()
 
     def raise_event(
         self, instance_id: str, event_name: str, data: Any = None, *, data_json: str | None = None
@@ -646,28 +676,53 @@ class DurableEngine:
                 self._dropped.discard(message_id)
             return from_micros(self._timers[0][0]) if self._timers else None
 
-    def step(self) -> bool:
+    def step(self, *, chain: bool = False) -> bool:
         """Run one dispatch round now (no waiting, no clock changes); True if it did anything.
-        Only when the engine is not running in the background."""
+        Only when the engine is not running in the background. By default a step is a single
+        pass: work that the round's episodes make ready waits for the next step; ``chain``
+        runs it in the same round, as the background thread does (see ``_round``)."""
         if self._thread is not None:
             raise RuntimeError("the engine is running in the background")
-        return self._round()
+        return self._round(chain=chain)
 
-    def _round(self) -> bool:
-        """One dispatch round; True if it did anything."""
+    def _round(self, *, chain: bool = True) -> bool:
+        """One dispatch round; True if it did anything.
+
+        A round runs passes: each pass drains finished activities, releases due timers and
+        runs one episode for every target that is ready. With ``chain``, work the pass made
+        ready (an entity an orchestration called, the orchestration the entity answered, a
+        sub-orchestration) runs in a further pass of the same round instead of waiting for
+        the next one, up to ``round_size`` episodes; everything the round did is committed
+        once, then its activities are dispatched. A target runs again within a round only
+        while it is a running orchestration or an entity (so no round both appends to and
+        wipes a history, and no finished instance is read back from a store the round has
+        not written yet)."""
         with self._lock:
             started = time.perf_counter()
-            now = self.clock.now()
             batch = WriteBatch()
+            ran: set[str] = set()
+            episodes = 0
+            worked = False
             try:
-                worked = self._drain_completions(batch, now)
-                self._release_due(to_micros(now))
-                targets = list(islice(self._ready, self._round_size))
-                for target in targets:
-                    if target.startswith("@"):
-                        self._entity_episode(target, now, batch)
-                    else:
-                        self._orchestration_episode(target, now, batch)
+                while True:
+                    now = self.clock.now()
+                    worked = self._drain_completions(batch, now) or worked
+                    self._release_due(to_micros(now))
+                    targets = list(
+                        islice(
+                            (t for t in self._ready if t not in ran or self._may_rerun(t)),
+                            self._round_size - episodes,
+                        )
+                    )
+                    for target in targets:
+                        if target.startswith("@"):
+                            self._entity_episode(target, now, batch)
+                        else:
+                            self._orchestration_episode(target, now, batch)
+                    ran.update(targets)
+                    episodes += len(targets)
+                    if not (chain and targets and episodes < self._round_size):
+                        break
                 commit_started = time.perf_counter()
                 self.store.commit(batch)
             except Exception:
@@ -678,11 +733,20 @@ class DurableEngine:
             dispatch, self._to_dispatch = self._to_dispatch, []
             for task in dispatch:
                 self._dispatch(task)
-            if targets or worked:
+            if episodes or worked:
                 self.stats.rounds += 1
                 self.stats.episode_seconds += time.perf_counter() - started
                 self._changed.notify_all()
-            return bool(targets or worked or dispatch)
+            return bool(episodes or worked or dispatch)
+
+    def _may_rerun(self, target: str) -> bool:
+        """Whether a target that already ran in this round may run again in it."""
+        if target.startswith("@"):
+            return True
+        instance = self._instances.get(target)
+        return (
+            instance is not None and instance.started and instance.status is RuntimeStatus.RUNNING
+        )
 
     # == messages ===========================================================================
 
@@ -822,18 +886,7 @@ class DurableEngine:
         row = self.store.instance(instance_id)
         if row is None:
             return None
-        instance = _Instance(
-            row.instance_id,
-            row.execution_id,
-            row.name,
-            RuntimeStatus(row.status),
-            row.input,
-            row.output,
-            row.custom_status,
-            row.created_at,
-            row.updated_at,
-            None if row.parent is None else json.loads(row.parent),
-        )
+        instance = _Instance.of_row(row)
         if instance.status.is_terminal:
             return instance
         texts = self.store.history(instance_id)

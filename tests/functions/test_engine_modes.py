@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -169,3 +170,90 @@ def test_cpu_bound_activities_run_in_worker_processes(tmp_path: Path, clock: Vir
         results = status.output
         assert [r["total"] for r in results] == [sum(i * i for i in range(20_000))] * 4
         assert all(r["pid"] != os.getpid() for r in results)
+
+
+def test_a_chained_round_carries_an_orchestration_through_its_entity_calls(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    path = tmp_path / "durable.db"
+    with DurableEngine(conformance_app.app, path, clock=clock, activity_workers=0) as engine:
+        engine.start_new("entity_user", "chained", "c1")
+        # Each entity answer makes the orchestration ready again; one round runs it all.
+        assert engine.step(chain=True)
+        status = engine.get_status("chained", show_history=True)
+        assert status is not None and status.history is not None
+        assert status.runtime_status is RuntimeStatus.COMPLETED
+        assert status.output["after_add"] == 7 and status.output["current"] == 7
+        assert engine.stats.rounds == 1
+        history = status.history
+    # Everything the round did was committed: another process reads the same end.
+    with DurableEngine(conformance_app.app, path, clock=clock, activity_workers=0) as reopened:
+        again = reopened.get_status("chained", show_history=True)
+        assert again is not None and again.history == history
+        entity = reopened.read_entity(("Counter", "c1"))
+        assert entity.exists and entity.state == 7
+        assert not reopened.step(), "nothing was left to run"
+
+
+def test_a_single_pass_step_leaves_what_it_made_ready_for_the_next(
+    engine: DurableEngine,
+) -> None:
+    engine.start_new("entity_user", "stepped", "c2")
+    assert engine.step()
+    status = engine.get_status("stepped")
+    assert status is not None and status.runtime_status is RuntimeStatus.RUNNING
+    steps = 1
+    while engine.step():
+        steps += 1
+    status = engine.get_status("stepped")
+    assert status is not None and status.runtime_status is RuntimeStatus.COMPLETED
+    assert steps > 2
+
+
+def test_a_continued_orchestration_starts_its_next_execution_in_a_later_round(
+    engine: DurableEngine,
+) -> None:
+    engine.start_new("eternal_counter", "gens", {"generation": 0, "total": 0, "last": 2})
+    engine.run_until_idle()
+    engine.raise_event("gens", "bump", 3)
+    # The episode that continues as new ends the round's work for that instance: its history
+    # is wiped and restarted in the next round, never wiped and appended in one commit.
+    assert engine.step(chain=True)
+    status = engine.get_status("gens", show_history=True)
+    assert status is not None and status.runtime_status is RuntimeStatus.CONTINUED_AS_NEW
+    engine.run_until_idle()
+    engine.raise_event("gens", "bump", 4)
+    engine.run_until_idle()
+    status = engine.get_status("gens", show_history=True)
+    assert status is not None and status.runtime_status is RuntimeStatus.COMPLETED
+    assert status.output == {"generation": 2, "total": 7}
+    assert status.history is not None
+    starts = [e for e in status.history if e["EventType"] == 0]
+    assert len(starts) == 1, "one execution's history only"
+
+
+def test_a_short_call_runs_in_place_only_while_the_engine_is_free(engine: DurableEngine) -> None:
+    assert engine.call_if_free(lambda: engine.start_new("hello_sequence", "free")) == (
+        True,
+        "free",
+    )
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine._lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(5)
+        calls: list[int] = []
+        assert engine.call_if_free(lambda: calls.append(1)) == (False, None)
+        assert calls == [], "nothing ran while a round held the engine"
+    finally:
+        release.set()
+        holder.join()
+    engine.run_until_idle()
+    status = engine.get_status("free")
+    assert status is not None and status.runtime_status is RuntimeStatus.COMPLETED
