@@ -4,7 +4,6 @@ committed depends on it."""
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -51,7 +50,8 @@ def test_commits_are_checkpointed_shortly_after(tmp_path: Path) -> None:
     finally:
         checkpointer.close()
         db.close()
-    assert not any(t.name.startswith("wal-checkpoint") for t in threading.enumerate())
+    thread = checkpointer._thread
+    assert thread is not None and not thread.is_alive(), "closing stops the thread"
 
 
 def test_books_store_checkpoints_and_keeps_every_write(tmp_path: Path) -> None:
