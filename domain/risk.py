@@ -10,6 +10,7 @@ roll back an operation that raises.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -33,6 +34,21 @@ from domain.serde import (
 
 ZERO = Decimal(0)
 RATE_WINDOW = timedelta(minutes=1)
+# The order-rate window's timestamps travel as text in the entity's state and are read and
+# written again by every operation, mostly the same ones: each is converted once.
+_TIMES_CACHED = 4096
+
+
+@functools.lru_cache(maxsize=_TIMES_CACHED)
+def _order_time(text: str) -> datetime:
+    return parse_ts(text, "order_times")
+
+
+@functools.lru_cache(maxsize=_TIMES_CACHED)
+def _order_time_text(ts: datetime) -> str:
+    return ts_str(ts)
+
+
 HUNDRED = Decimal(100)
 
 
@@ -468,7 +484,7 @@ class RiskState:
             "remaining": {
                 k: {i: dec_str(q) for i, q in v.items()} for k, v in self.remaining.items()
             },
-            "order_times": [ts_str(t) for t in self.order_times],
+            "order_times": [_order_time_text(t) for t in self.order_times],
             "executions": sorted(self.executions),
         }
 
@@ -494,7 +510,10 @@ class RiskState:
                 k: {i: parse_decimal(q, "remaining") for i, q in v.items()}
                 for k, v in (data.get("remaining") or {}).items()
             },
-            order_times=[parse_ts(t, "order_times") for t in data.get("order_times") or []],
+            order_times=[
+                _order_time(t) if isinstance(t, str) else parse_ts(t, "order_times")
+                for t in data.get("order_times") or []
+            ],
             executions={str(e) for e in data.get("executions") or []},
             # State written before this flag existed: limits other than none were set.
             limits_configured=bool(

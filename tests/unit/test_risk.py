@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from domain.errors import ValidationError
 from domain.model import Side
 from domain.risk import ExposureLeg, ReserveRequest, RiskLimits, RiskState, apply_operation
 
@@ -309,3 +310,17 @@ def test_utilisation_says_how_much_of_each_configured_limit_is_in_use() -> None:
     later = RiskState.from_dict(entity.state).utilisation(T0 + timedelta(minutes=5))
     assert later["max_orders_per_minute"] == 0
     assert RiskState(ACCOUNT).utilisation(T0) == {}  # no limits, nothing to measure
+
+
+def test_the_order_rate_window_round_trips_and_rejects_what_is_not_a_time() -> None:
+    times = [T0 + timedelta(seconds=s, microseconds=7) for s in (1, 2, 2, 30)]
+    state = RiskState(ACCOUNT, order_times=list(times))
+    for _ in range(2):  # the second pass reads and writes the same texts again
+        data = json.loads(json.dumps(state.to_dict()))
+        assert data["order_times"][0] == "2026-03-02T14:30:01.000007+00:00"
+        state = RiskState.from_dict(data)
+        assert state.order_times == times
+        assert all(t.tzinfo is not None for t in state.order_times)
+    for bad in ("yesterday", {"ts": "2026-03-02"}, 17):
+        with pytest.raises(ValidationError):
+            RiskState.from_dict({**RiskState(ACCOUNT).to_dict(), "order_times": [bad]})
