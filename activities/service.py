@@ -69,7 +69,10 @@ def _book_order(
     leg: OrderLeg,
     ts: datetime,
     reference_price: Decimal | None = None,
-) -> Order:
+) -> tuple[Order, bool]:
+    """The order in the books, and whether this call put it there. Every order is booked
+    before the broker hears of it, so an order booked just now has never been sent: there
+    is nothing to look up at the broker first."""
     cid = leg.client_order_id(intent_id)
     order = Order(
         client_order_id=cid,
@@ -82,8 +85,9 @@ def _book_order(
         ts_created=ts,
         reference_price=reference_price,
     )
-    svc.store.create_order(order)
-    return svc.store.get_order(cid) or order
+    if svc.store.create_order(order):
+        return order, True
+    return svc.store.get_order(cid) or order, False
 
 
 def apply_snapshot(svc: Services, snapshot: BrokerOrder, *, ts: datetime) -> list[Fill]:
@@ -227,9 +231,9 @@ def submit_order(
     """Send one leg, once: the books hold the order before the broker hears of it, and a
     retry that finds the order at the broker does not send it again. While the account is
     halted only ``closing`` orders are sent; the rest are rejected here."""
-    order = _book_order(svc, intent_id, leg, ts, reference_price)
+    order, fresh = _book_order(svc, intent_id, leg, ts, reference_price)
     cid = order.client_order_id
-    snapshot = svc.broker.get_by_client_order_id(cid)
+    snapshot = None if fresh else svc.broker.get_by_client_order_id(cid)
     resent = snapshot is not None
     halt = None if closing or resent else halted(svc)
     if halt is not None:
@@ -296,8 +300,8 @@ def submit_bracket(
     books; a crash in between books them on the retry, which finds the entry). A refusal
     raises ``OrderClassRefused``; the caller checks for a halt."""
     ids = [leg.client_order_id(intent_id) for leg in (entry, *exits)]
-    _book_order(svc, intent_id, entry, ts, reference_price)
-    found = svc.broker.get_by_client_order_id(ids[0])
+    _, fresh = _book_order(svc, intent_id, entry, ts, reference_price)
+    found = None if fresh else svc.broker.get_by_client_order_id(ids[0])
     snapshots: list[BrokerOrder | None]
     if found is None:
         try:
@@ -350,10 +354,10 @@ def _observe_submit(svc: Services, ts_wall_created: float | None, ts: datetime) 
 def submit_oco(
     svc: Services, intent_id: str, take_profit: OrderLeg, stop_loss: OrderLeg, *, ts: datetime
 ) -> list[LegOutcome]:
-    tp_order = _book_order(svc, intent_id, take_profit, ts)
-    sl_order = _book_order(svc, intent_id, stop_loss, ts)
+    tp_order, fresh = _book_order(svc, intent_id, take_profit, ts)
+    sl_order, _ = _book_order(svc, intent_id, stop_loss, ts)
     ids = (tp_order.client_order_id, sl_order.client_order_id)
-    found = svc.broker.get_by_client_order_id(ids[0])
+    found = None if fresh else svc.broker.get_by_client_order_id(ids[0])
     pair: tuple[BrokerOrder | None, BrokerOrder | None]
     if found is not None:
         # Sent before: the broker holds both legs of an OCO, or reports what it lost.

@@ -47,6 +47,7 @@ class FakeAlpaca:
     posts: int = 0
     patches: int = 0
     requests: int = 0
+    calls: list[str] = field(default_factory=list)  # "METHOD path", in arrival order
     submitted: datetime = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
     def app(self) -> web.Application:
@@ -71,6 +72,7 @@ class FakeAlpaca:
     @web.middleware
     async def _count(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests += 1
+        self.calls.append(f"{request.method} {request.path}")
         if request.headers.get("APCA-API-KEY-ID") != "key" or not request.headers.get(
             "APCA-API-SECRET-KEY"
         ):

@@ -109,9 +109,53 @@ def test_an_oco_leg_the_broker_lost_is_reported_missing_not_mistaken(svc: Servic
 
     tp = OrderLeg("tp", "AAPL", Side.SELL, D(5), OrderType.LIMIT, limit_price=D(110))
     sl = OrderLeg("sl", "AAPL", Side.SELL, D(5), OrderType.STOP, stop_price=D(90))
-    svc.broker.submit(tp, "int-2:tp")  # only the take-profit reached the broker
+    # An earlier attempt booked both legs and sent them; only the take-profit reached the
+    # broker. The retry finds the orders in the books, so it asks the broker.
+    service._book_order(svc, "int-2", tp, T0)
+    service._book_order(svc, "int-2", sl, T0)
+    svc.broker.submit(tp, "int-2:tp")
     outcomes = service.submit_oco(svc, "int-2", tp, sl, ts=T0)
     assert [(o.client_order_id, o.status) for o in outcomes] == [
         ("int-2:tp", "new"),
         ("int-2:sl", "missing"),
     ]
+
+
+def test_a_new_order_is_sent_without_asking_and_a_retry_asks_before_sending(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from domain.model import OrderType
+    from domain.orders import OrderLeg
+
+    broker = svc.broker
+    calls: list[str] = []
+    lookup, submit = broker.get_by_client_order_id, broker.submit
+
+    def looked_up(cid: str) -> BrokerOrder | None:
+        calls.append("lookup")
+        return lookup(cid)
+
+    def sent(leg: OrderLeg, cid: str) -> BrokerOrder:
+        calls.append("submit")
+        return submit(leg, cid)
+
+    monkeypatch.setattr(broker, "get_by_client_order_id", looked_up)
+    monkeypatch.setattr(broker, "submit", sent)
+    entry = OrderLeg("entry", "AAPL", Side.BUY, D(5), OrderType.LIMIT, limit_price=D(90))
+    first = service.submit_order(svc, "int-9", entry, ts=T0)
+    assert calls == ["submit"], "booked just now, so never sent: nothing to ask first"
+    # The activity runs again (its answer was lost): the books hold the order, so the
+    # broker is asked, finds it, and nothing is sent twice.
+    calls.clear()
+    again = service.submit_order(svc, "int-9", entry, ts=T0)
+    assert calls == ["lookup"]
+    assert again.client_order_id == first.client_order_id == "int-9:entry"
+    assert again.status == first.status == "new"
+    assert len(broker.open_orders()) == 1
+    # Booked by an attempt that died before sending: asked, not found, sent once.
+    calls.clear()
+    exit_leg = OrderLeg("tp", "AAPL", Side.SELL, D(5), OrderType.LIMIT, limit_price=D(110))
+    service._book_order(svc, "int-9", exit_leg, T0)
+    resent = service.submit_order(svc, "int-9", exit_leg, ts=T0)
+    assert calls == ["lookup", "submit"] and resent.status == "new"
+    assert len(broker.open_orders()) == 2

@@ -186,6 +186,27 @@ def test_the_desk_trades_through_alpaca_and_a_lost_answer_makes_no_second_order(
         desk.close()
 
 
+def test_a_new_order_goes_straight_out_and_only_a_retry_asks_first(
+    tmp_path: Path, alpaca: tuple[FakeAlpaca, AlpacaBroker]
+) -> None:
+    fake, broker = alpaca
+    desk = make_desk(tmp_path, broker=broker)
+    lookup, submit = "GET /v2/orders:by_client_order_id", "POST /v2/orders"
+    try:
+        body = {"symbol": "AAPL", "side": "buy", "quantity": "10", "reference_price": "100"}
+        placed = desk.http("POST", "orders", json=body)
+        assert placed.status_code == 202, placed.text
+        desk.settle(2)
+        # Booked just now, so never sent before: nothing to ask Alpaca before sending.
+        sent = fake.calls.index(submit)
+        assert lookup not in fake.calls[:sent]
+        assert fake.calls.count(submit) == 1
+
+        assert len(fake.orders) == 1
+    finally:
+        desk.close()
+
+
 def test_open_orders_are_all_read_page_by_page() -> None:
     fake = FakeAlpaca()
     with BackgroundServer(fake.app()) as server:
