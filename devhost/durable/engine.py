@@ -298,9 +298,19 @@ class DurableEngine:
             task for task in self.store.activities() if task.id not in self._in_flight
         )
 
+    def _commit(self, batch: WriteBatch) -> None:
+        """Commit what a client call or a shutdown drain did; should that fail, memory is
+        ahead of the store (a message queued, a result taken): rebuild it from the store,
+        so nothing the caller was told failed runs anyway."""
+        try:
+            self.store.commit(batch)
+        except Exception:
+            self._reload_from_store()
+            raise
+
     def _reload_from_store(self) -> None:
-        """After a failed round the in-memory view is ahead of the store: rebuild it."""
-        log.error("durable engine: round failed; reloading pending work from the store")
+        """After a failed commit the in-memory view is ahead of the store: rebuild it."""
+        log.error("durable engine: a commit failed; reloading pending work from the store")
         for cache in (
             self._inbox,
             self._ready,
@@ -341,7 +351,7 @@ class DurableEngine:
                 with self._lock:
                     batch = WriteBatch()
                     self._drain_completions(batch, self.clock.now())
-                    self.store.commit(batch)
+                    self._commit(batch)
 
     def close(self) -> None:
         if self._closed:
@@ -413,7 +423,7 @@ class DurableEngine:
                 "ts": history.format_ts(now),
             }
             self._send(batch, instance_id, start, now_us)
-            self.store.commit(batch)
+            self._commit(batch)
             # What the first episode would otherwise read back from the store.
             self._instances[instance_id] = _Instance.of_row(row)
             self._changed.notify_all()
@@ -445,7 +455,7 @@ class DurableEngine:
             self._send(
                 batch, instance_id, {"k": _EVENT, "exec": None, "event": event}, to_micros(now)
             )
-            self.store.commit(batch)
+            self._commit(batch)
         self._kick.set()
 
     def terminate(self, instance_id: str, reason: str | None = None) -> None:
@@ -461,7 +471,7 @@ class DurableEngine:
             }
             batch = WriteBatch()
             self._send(batch, instance_id, body, to_micros(now))
-            self.store.commit(batch)
+            self._commit(batch)
         self._kick.set()
 
     def purge(self, instance_id: str) -> bool:
@@ -504,7 +514,7 @@ class DurableEngine:
         for message in pending:
             self._forget(message, batch)
         self._instances.pop(instance_id, None)
-        self.store.commit(batch)
+        self._commit(batch)
 
     def get_status(
         self, instance_id: str, *, show_history: bool = False
@@ -587,7 +597,7 @@ class DurableEngine:
             }
             batch = WriteBatch()
             self._send(batch, ref.scheduler_id, body, to_micros(now))
-            self.store.commit(batch)
+            self._commit(batch)
         self._kick.set()
 
     def read_entity(self, entity: EntityLike) -> EntityStatus:
@@ -692,11 +702,11 @@ class DurableEngine:
         runs one episode for every target that is ready. With ``chain``, work the pass made
         ready (an entity an orchestration called, the orchestration the entity answered, a
         sub-orchestration) runs in a further pass of the same round instead of waiting for
-        the next one, up to ``round_size`` episodes; everything the round did is committed
-        once, then its activities are dispatched. A target runs again within a round only
-        while it is a running orchestration or an entity (so no round both appends to and
-        wipes a history, and no finished instance is read back from a store the round has
-        not written yet)."""
+        the next one, up to ``round_size`` episodes or until an activity is scheduled;
+        everything the round did is committed once, then its activities are dispatched. A
+        target runs again within a round only while it is a running orchestration or an
+        entity (so no round both appends to and wipes a history, and no finished instance is
+        read back from a store the round has not written yet)."""
         with self._lock:
             started = time.perf_counter()
             batch = WriteBatch()
@@ -721,7 +731,11 @@ class DurableEngine:
                             self._orchestration_episode(target, now, batch)
                     ran.update(targets)
                     episodes += len(targets)
-                    if not (chain and targets and episodes < self._round_size):
+                    # Activities wait for the commit: once one is scheduled, commit and
+                    # send it rather than chain further.
+                    if not (
+                        chain and targets and episodes < self._round_size and not self._to_dispatch
+                    ):
                         break
                 commit_started = time.perf_counter()
                 self.store.commit(batch)

@@ -257,3 +257,40 @@ def test_a_short_call_runs_in_place_only_while_the_engine_is_free(engine: Durabl
     engine.run_until_idle()
     status = engine.get_status("free")
     assert status is not None and status.runtime_status is RuntimeStatus.COMPLETED
+
+
+def test_a_chained_round_stops_to_send_an_activity_it_scheduled(engine: DurableEngine) -> None:
+    engine.start_new("entity_user", "entities", "c3")
+    engine.start_new("chain", "activities", 1)
+    # "chain" schedules an activity in the first pass: the round commits and sends it
+    # rather than carry "entity_user" through its entity calls first.
+    assert engine.step(chain=True)
+    waiting = engine.get_status("entities")
+    assert waiting is not None and waiting.runtime_status is RuntimeStatus.RUNNING
+    engine.run_until_idle()
+    for instance_id in ("entities", "activities"):
+        status = engine.get_status(instance_id)
+        assert status is not None and status.runtime_status is RuntimeStatus.COMPLETED
+
+
+def test_a_client_call_whose_commit_fails_leaves_nothing_behind(
+    engine: DurableEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine.start_new("approval", "waiting", 60)
+    engine.run_until_idle(until=engine.clock.now())
+    real = engine.store.commit
+
+    def locked(batch: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(engine.store, "commit", locked)
+    with pytest.raises(sqlite3.OperationalError):
+        engine.start_new("chain", "ghost", 1)
+    with pytest.raises(sqlite3.OperationalError):
+        engine.raise_event("waiting", "Approval", True)
+    monkeypatch.setattr(engine.store, "commit", real)
+    engine.run_until_idle(until=engine.clock.now())
+    # The caller was told neither happened: neither does.
+    assert engine.get_status("ghost") is None
+    status = engine.get_status("waiting")
+    assert status is not None and status.runtime_status is RuntimeStatus.RUNNING
