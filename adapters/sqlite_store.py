@@ -99,7 +99,6 @@ class SqliteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
-        WalCheckpointer.configure(self._db)
         self._db.executescript(_SCHEMA)
         self._db.execute(
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -111,7 +110,7 @@ class SqliteStore:
             raise RuntimeError(
                 f"{self.path}: books schema {stored} is not the supported {SCHEMA_VERSION}"
             )
-        self._checkpointer = WalCheckpointer(self.path)
+        self._checkpointer = WalCheckpointer(self.path, self._db)
 
     def close(self) -> None:
         self._checkpointer.close()

@@ -28,9 +28,13 @@ BACKSTOP_PAGES = 16_000
 
 
 class WalCheckpointer:
-    """Checkpoints ``path`` every ``interval`` seconds after a commit was noted."""
+    """Checkpoints ``path`` every ``interval`` seconds after a commit was noted, leaving the
+    committing connection ``writer`` only the backstop of its own."""
 
-    def __init__(self, path: str | Path, *, interval: float = 0.2) -> None:
+    def __init__(
+        self, path: str | Path, writer: sqlite3.Connection, *, interval: float = 0.2
+    ) -> None:
+        writer.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         self._path = str(path)
         self._interval = interval
         self._pending = False
@@ -43,12 +47,6 @@ class WalCheckpointer:
             target=self._run, name=f"wal-checkpoint:{Path(path).name}", daemon=True
         )
         self._thread.start()
-
-    @staticmethod
-    def configure(connection: sqlite3.Connection) -> None:
-        """Leave routine checkpoints to the thread (the committing connection keeps the
-        backstop)."""
-        connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
 
     def note_commit(self) -> None:
         """A transaction was committed: checkpoint within ``interval``. Cheap enough to call

@@ -99,9 +99,8 @@ class EventLog:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        WalCheckpointer.configure(self._db)
         self._db.executescript(_SCHEMA)
-        self._checkpointer = WalCheckpointer(path)
+        self._checkpointer = WalCheckpointer(path, self._db)
         self._round_robin = 0
 
     def close(self) -> None:

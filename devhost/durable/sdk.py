@@ -35,7 +35,7 @@ def memoize_history_timestamps(maxsize: int = 1 << 17) -> None:
 
     @functools.lru_cache(maxsize=maxsize)
     def parse(text: str) -> datetime:
-        if zone is not None and len(text) == _DEVHOST_TS_LENGTH and _DEVHOST_TS.match(text):
+        if zone is not None and _DEVHOST_TS.fullmatch(text):
             with contextlib.suppress(ValueError):  # not a date (a 30 February): dateutil says
                 return datetime.fromisoformat(text[:-1]).replace(tzinfo=zone)
         parsed: datetime = current(text)
@@ -47,7 +47,6 @@ def memoize_history_timestamps(maxsize: int = 1 << 17) -> None:
 
 # What ``devhost.durable.history.format_ts`` writes: microseconds, always six digits, and Z.
 _DEVHOST_TS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
-_DEVHOST_TS_LENGTH = len("2000-01-01T00:00:00.000000Z")
 _ZONE_PROBES = ("2001-01-15T12:00:00.000000Z", "2001-07-15T12:00:00.000000Z")
 
 

@@ -192,8 +192,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA temp_store=MEMORY")
-        WalCheckpointer.configure(self._db)
-        self._checkpointer = WalCheckpointer(self.path)
+        self._checkpointer = WalCheckpointer(self.path, self._db)
         try:
             with self.transaction() as db:
                 for statement in _SCHEMA.split(";"):

@@ -23,9 +23,10 @@ def _wait_for(condition: object, timeout: float = 5.0) -> bool:
 def test_the_writer_leaves_routine_checkpoints_to_the_thread(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "x.sqlite", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    WalCheckpointer.configure(db)
+    checkpointer = WalCheckpointer(tmp_path / "x.sqlite", db)
     (pages,) = db.execute("PRAGMA wal_autocheckpoint").fetchone()
     assert pages == BACKSTOP_PAGES
+    checkpointer.close()
     db.close()
 
 
@@ -33,9 +34,8 @@ def test_commits_are_checkpointed_shortly_after(tmp_path: Path) -> None:
     path = tmp_path / "log.sqlite"
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
-    WalCheckpointer.configure(db)
     db.execute("CREATE TABLE t (v BLOB)")
-    checkpointer = WalCheckpointer(path, interval=0.02)
+    checkpointer = WalCheckpointer(path, db, interval=0.02)
     try:
         assert checkpointer.checkpoints == 0
         time.sleep(0.1)
@@ -72,17 +72,21 @@ def test_books_store_checkpoints_and_keeps_every_write(tmp_path: Path) -> None:
 
 
 def test_a_file_it_cannot_open_is_skipped_not_fatal(tmp_path: Path) -> None:
-    checkpointer = WalCheckpointer(tmp_path / "missing" / "x.sqlite", interval=0.01)
+    writer = sqlite3.connect(":memory:")
+    checkpointer = WalCheckpointer(tmp_path / "missing" / "x.sqlite", writer, interval=0.01)
     try:
         checkpointer.note_commit()
         time.sleep(0.1)
         assert checkpointer.checkpoints == 0
     finally:
         checkpointer.close()
+        writer.close()
 
 
 def test_an_in_memory_database_needs_no_thread() -> None:
-    checkpointer = WalCheckpointer(":memory:")
+    writer = sqlite3.connect(":memory:")
+    checkpointer = WalCheckpointer(":memory:", writer)
     checkpointer.note_commit()
     checkpointer.close()
+    writer.close()
     assert checkpointer.checkpoints == 0
