@@ -239,34 +239,51 @@ def _now_utc(now: datetime | None) -> datetime | None:
 def parse_tick(data: object, *, now: datetime | None) -> Tick | ParseError:
     """A validated trade, or why not. ``now`` bounds how far in the future ``ts`` may be
     (``None`` skips that check, for replaying history)."""
-    # Fast path for the feed's own shape (a dict, a known symbol, float price, UTC "Z"
-    # time): every check of the general path, written out without calls. Anything else,
-    # including every invalid event, takes the general path, which also says why.
     if type(data) is dict:
-        symbol = data.get("symbol")
-        price = data.get("price")
-        size = data.get("size")
-        ts_text = data.get("ts")
-        if (
-            type(symbol) is str
-            and symbol in _KNOWN_SYMBOLS
-            and type(price) is float
-            and 0.0 < price <= MAX_VALUE
-            and (type(size) is int or type(size) is float)
-            and 0 <= size <= MAX_VALUE
-            and type(ts_text) is str
-        ):
-            try:
-                ts = datetime.fromisoformat(ts_text)
-            except ValueError:
-                ts = None
-            if ts is not None and ts.tzinfo is UTC and (now is None or ts - now <= MAX_FUTURE_SKEW):
-                trade_id = data.get("id")
-                if trade_id is None or type(trade_id) is str:
-                    return Tick(symbol, price, float(size), ts, trade_id)
-                if type(trade_id) is int:
-                    return Tick(symbol, price, float(size), ts, str(trade_id))
+        tick = feed_trade(
+            data.get("symbol"),
+            data.get("price"),
+            data.get("size"),
+            data.get("ts"),
+            data.get("id"),
+            now,
+        )
+        if tick is not None:
+            return tick
     return _parse_tick_general(data, now)
+
+
+def feed_trade(
+    symbol: object,
+    price: object,
+    size: object,
+    ts_text: object,
+    trade_id: object,
+    now: datetime | None,
+) -> Tick | None:
+    """The trade these fields make when they are in the feed's own shape (a known symbol,
+    float price, UTC time) and valid; ``None`` otherwise, and the general path
+    (``parse_tick``) then accepts them or says why not. Every check of the general path,
+    written out without calls: this is the per-tick hot path."""
+    if (
+        type(symbol) is str
+        and symbol in _KNOWN_SYMBOLS
+        and type(price) is float
+        and 0.0 < price <= MAX_VALUE
+        and (type(size) is float or type(size) is int)
+        and 0 <= size <= MAX_VALUE
+        and type(ts_text) is str
+    ):
+        try:
+            ts = datetime.fromisoformat(ts_text)
+        except ValueError:
+            return None
+        if ts.tzinfo is UTC and (now is None or ts - now <= MAX_FUTURE_SKEW):
+            if trade_id is None or type(trade_id) is str:
+                return Tick(symbol, price, float(size), ts, trade_id)
+            if type(trade_id) is int:
+                return Tick(symbol, price, float(size), ts, str(trade_id))
+    return None
 
 
 def _parse_tick_general(data: object, now: datetime | None) -> Tick | ParseError:
