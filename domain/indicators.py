@@ -257,11 +257,55 @@ class ZScore:
         self.buffer = RollingWindow(self.window, squares=True)
 
     def update(self, value: float) -> float | None:
-        self.buffer.push(value)
-        if not self.buffer.full:
+        # ``RollingWindow.push``, ``std`` and ``mean`` written out, the same operations in
+        # the same order (so the same bits): this runs on every tick of a z-score strategy.
+        window = self.buffer
+        shift = window.shift
+        if shift is None:
+            shift = window.shift = value
+        centred = value - shift
+        values = window.values
+        size = window.size
+        total_sq = window.total_sq
+        if len(values) < size:
+            values.append(centred)
+            delta = centred
+        else:
+            head = window.head
+            old = values[head]
+            values[head] = centred
+            window.head = head + 1 if head + 1 < size else 0
+            delta = centred - old
+            removed = -old * old
+            new_sq = total_sq + removed
+            if abs(total_sq) >= abs(removed):
+                window.total_sq_c += (total_sq - new_sq) + removed
+            else:
+                window.total_sq_c += (removed - new_sq) + total_sq
+            total_sq = new_sq
+        total = window.total
+        new_total = total + delta
+        if abs(total) >= abs(delta):
+            window.total_c += (total - new_total) + delta
+        else:
+            window.total_c += (delta - new_total) + total
+        window.total = new_total
+        added = centred * centred
+        new_sq = total_sq + added
+        if abs(total_sq) >= abs(added):
+            window.total_sq_c += (total_sq - new_sq) + added
+        else:
+            window.total_sq_c += (added - new_sq) + total_sq
+        window.total_sq = new_sq
+        count = len(values)
+        if count < size:
             return None
-        std = self.buffer.std()
-        return 0.0 if std == 0.0 else (value - self.buffer.mean()) / std
+        centred_mean = (new_total + window.total_c) / count
+        variance = (new_sq + window.total_sq_c) / count - centred_mean * centred_mean
+        if not variance > 0.0:
+            return 0.0
+        std = math.sqrt(variance)
+        return (value - (shift + (new_total + window.total_c) / count)) / std
 
     def to_dict(self) -> dict[str, Any]:
         return {"window": self.window, "buffer": self.buffer.to_dict()}

@@ -329,16 +329,25 @@ class ZScoreReversion(_Base):
         return f"{self.kind}:{self._symbols[0]}:{self.window}:{self.entry_z:g}:{self.exit_z:g}"
 
     def on_tick(self, tick: Tick) -> Signal | None:
-        if tick.symbol != self._symbols[0] or not self._fresh(tick):
+        # The hot path of the Event Hub trigger: the tick-order check is written out here
+        # rather than called, as in the crossovers.
+        symbol = tick.symbol
+        if symbol != self._symbols[0]:
             return None
+        ts = tick.ts_event
+        last = self.last_ts.get(symbol)
+        if last is not None and ts <= last:
+            return None
+        self.last_ts[symbol] = ts
         z = self.z.update(tick.price)
         if z is None:
             return None
-        target = self._clip(_band_decision(z, self.position, self.entry_z, self.exit_z))
-        if target == self.position:
+        position = self.position
+        target = self._clip(_band_decision(z, position, self.entry_z, self.exit_z))
+        if target == position:
             return None
         self.position = target
-        return Signal(self.strategy_id, self._symbols, (target,), (tick.price,), tick.ts_event)
+        return Signal(self.strategy_id, self._symbols, (target,), (tick.price,), ts)
 
     def targets(self, prices: NDArray[np.float64]) -> Targets:
         import numpy as np

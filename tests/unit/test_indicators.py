@@ -46,6 +46,29 @@ def test_incremental_and_vectorised_ema_are_identical(xs: list[float], span: int
     )
 
 
+@given(
+    xs=st.lists(
+        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False),
+        max_size=120,
+    ),
+    window=st.integers(min_value=2, max_value=30),
+)
+@example(xs=[5.0, 5.0, 5.0, 5.0], window=2)  # no spread at all: 0.0
+def test_the_zscores_written_out_update_is_its_windows_arithmetic_bit_for_bit(
+    xs: list[float], window: int
+) -> None:
+    z = indicators.ZScore(window)
+    reference = indicators.RollingWindow(window, squares=True)
+    for x in xs:
+        reference.push(x)
+        std = reference.std()
+        expected = (
+            None if not reference.full else 0.0 if std == 0.0 else (x - reference.mean()) / std
+        )
+        assert z.update(x) == expected
+        assert z.buffer == reference  # the same state, so the same snapshot
+
+
 @given(xs=prices, window=st.integers(min_value=2, max_value=40))
 @example(xs=[741457.0, 1.890625, 0.25], window=2)
 def test_incremental_and_vectorised_zscore_agree(xs: list[float], window: int) -> None:
