@@ -12,9 +12,9 @@ broker).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -418,22 +418,42 @@ class SqliteStore:
     def save_many(self, items: Sequence[tuple[str, Mapping[str, Any], str | None]]) -> list[str]:
         """Every write of ``items`` in one transaction, or none: raises ``Conflict`` when a
         key's stored version is not the one expected."""
-        versions = []
+        # A version only has to differ from every earlier one of its key: 128 random bits.
+        versions = [os.urandom(16).hex() for _ in items]
+        inserts: list[tuple[str, str, str]] = []
+        updates: list[tuple[str, str, str, str]] = []
+        for (key, value, expected_version), version in zip(items, versions, strict=True):
+            text = orjson.dumps(value if type(value) is dict else dict(value)).decode()
+            if expected_version is None:
+                inserts.append((key, text, version))
+            else:
+                updates.append((text, version, key, expected_version))
         with self._transaction() as db:
-            for key, value, expected_version in items:
-                version = uuid.uuid4().hex
-                text = orjson.dumps(dict(value)).decode()
-                if expected_version is None:
-                    cursor = db.execute(
-                        "INSERT OR IGNORE INTO signal_state VALUES (?, ?, ?)", (key, text, version)
-                    )
-                else:
-                    cursor = db.execute(
-                        "UPDATE signal_state SET value = ?, version = ? "
-                        "WHERE key = ? AND version = ?",
-                        (text, version, key, expected_version),
-                    )
-                if cursor.rowcount != 1:
-                    raise Conflict(f"signal state {key!r} changed since version {expected_version}")
-                versions.append(version)
+            # One statement each for the batch's creations and updates: a row not written
+            # (a key created, or moved on, elsewhere) shows in the summed row count.
+            written = 0
+            if inserts:
+                written += db.executemany(
+                    "INSERT OR IGNORE INTO signal_state VALUES (?, ?, ?)", inserts
+                ).rowcount
+            if updates:
+                written += db.executemany(
+                    "UPDATE signal_state SET value = ?, version = ? WHERE key = ? AND version = ?",
+                    updates,
+                ).rowcount
+            if written != len(items):
+                raise self._state_conflict(db, items, versions)
         return versions
+
+    @staticmethod
+    def _state_conflict(
+        db: sqlite3.Connection,
+        items: Sequence[tuple[str, Mapping[str, Any], str | None]],
+        versions: Sequence[str],
+    ) -> Conflict:
+        """The first key of ``items`` whose write did not take (the caller rolls back)."""
+        for (key, _, expected_version), version in zip(items, versions, strict=True):
+            row = db.execute("SELECT version FROM signal_state WHERE key = ?", (key,)).fetchone()
+            if row is None or row[0] != version:
+                return Conflict(f"signal state {key!r} changed since version {expected_version}")
+        return Conflict("signal state changed during the write")

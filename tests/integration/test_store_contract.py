@@ -184,6 +184,34 @@ def test_signal_state_round_trips_with_optimistic_versions(store: Books) -> None
     assert {k: v.value for k, v in many.items()} == {"sma:AAPL": {"n": 4}, "sma:MSFT": {"n": 1}}
 
 
+def test_sqlite_saves_a_batch_of_signal_state_all_or_none(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "books.sqlite")
+    try:
+        a1, b1 = store.save_many([("a", {"n": 1}, None), ("b", {"n": 1}, None)])
+        a2, b2, c1 = store.save_many(
+            [("a", {"n": 2}, a1), ("b", {"n": 2}, b1), ("c", {"n": 1}, None)]
+        )
+        assert len({a1, b1, a2, b2, c1}) == 5
+        assert {k: (v.value, v.version) for k, v in store.load_many(["a", "b", "c"]).items()} == {
+            "a": ({"n": 2}, a2),
+            "b": ({"n": 2}, b2),
+            "c": ({"n": 1}, c1),
+        }
+        stale_update = [("a", {"n": 3}, a2), ("b", {"n": 3}, b1), ("d", {"n": 1}, None)]
+        existing_key = [("a", {"n": 3}, a2), ("c", {"n": 9}, None)]
+        for batch, key in ((stale_update, "'b'"), (existing_key, "'c'")):
+            with pytest.raises(Conflict, match=key):
+                store.save_many(batch)
+        after = store.load_many(["a", "b", "c", "d"])
+        assert {k: (v.value, v.version) for k, v in after.items()} == {
+            "a": ({"n": 2}, a2),
+            "b": ({"n": 2}, b2),
+            "c": ({"n": 1}, c1),
+        }
+    finally:
+        store.close()
+
+
 def test_sqlite_tampering_with_a_stored_record_is_detected(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "books.sqlite")
     try:
