@@ -10,7 +10,7 @@ delivery), so redelivered batches cannot produce signals twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,12 +38,14 @@ class Signal:
     targets: tuple[int, ...]
     prices: tuple[float, ...]
     ts_signal: datetime
+    # Derived from the fields above, once: planning and the audit trail both need it.
+    signal_id: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def signal_id(self) -> str:
-        return stable_id(
+    def __post_init__(self) -> None:
+        signal_id = stable_id(
             "sig", self.strategy_id, list(self.symbols), ts_str(self.ts_signal), list(self.targets)
         )
+        object.__setattr__(self, "signal_id", signal_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
