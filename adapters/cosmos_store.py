@@ -35,7 +35,6 @@ from azure.cosmos import exceptions as cosmos_errors
 from domain.audit import AuditRecord
 from domain.errors import Conflict, RetryableFault, TerminalError
 from domain.fills import Fill
-from domain.ids import canonical_json
 from domain.orders import (
     TERMINAL,
     Order,
@@ -204,7 +203,7 @@ class CosmosStore:
             "partition": record.partition,
             "seq": record.seq,
             "event_id": record.event_id,
-            "body": canonical_json(record.to_dict()),
+            "body": record.stored_text(),
         }
 
     def head(self, partition: str) -> AuditRecord | None:

@@ -157,7 +157,7 @@ class SqliteStore:
                             r.partition,
                             r.seq,
                             r.event_id,
-                            canonical_json(r.to_dict()),
+                            r.stored_text(),
                         )
                         for r in records
                     ],

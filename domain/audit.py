@@ -38,6 +38,10 @@ class AuditKind(StrEnum):
     ALERT = "alert"
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     partition: str
@@ -49,6 +53,9 @@ class AuditRecord:
     payload: Mapping[str, Any] = field(default_factory=dict)
     prev_hash: str = GENESIS_HASH
     hash: str = ""
+    # The canonical body ``sealed`` hashed, kept for ``stored_text``. ``replace`` does not
+    # copy it (init=False), so it never outlives the fields it was computed from.
+    _sealed_body: str = field(default="", init=False, repr=False, compare=False)
 
     @property
     def record_id(self) -> str:
@@ -71,10 +78,24 @@ class AuditRecord:
         }
 
     def compute_hash(self) -> str:
-        return hashlib.sha256(canonical_json(self.body()).encode("utf-8")).hexdigest()
+        return _digest(canonical_json(self.body()))
 
     def sealed(self) -> AuditRecord:
-        return replace(self, hash=self.compute_hash())
+        body = canonical_json(self.body())
+        record = replace(self, hash=_digest(body))
+        object.__setattr__(record, "_sealed_body", body)
+        return record
+
+    def stored_text(self) -> str:
+        """The record as JSON for a store: the canonical body with the hash added last
+        (``from_dict`` needs no key order). A sealed record's body is not encoded again."""
+        body = self._sealed_body or canonical_json(self.body())
+        hash_text = (
+            f'"{self.hash}"'
+            if self.hash.isascii() and self.hash.isalnum()
+            else canonical_json(self.hash)
+        )
+        return f'{body[:-1]},"hash":{hash_text}}}'
 
     def to_dict(self) -> dict[str, Any]:
         data = self.body()

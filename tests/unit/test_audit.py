@@ -47,6 +47,36 @@ def test_fresh_chain_verifies_and_starts_at_genesis() -> None:
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(chain))
 
 
+@given(
+    st.dictionaries(
+        st.text(max_size=5),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=8),
+        max_size=4,
+    )
+)
+def test_a_records_stored_text_reads_back_as_the_record(payload: dict[str, object]) -> None:
+    (record,) = make_chain(1)
+    sealed = next_record(
+        record,
+        partition="acct-1",
+        ts_recorded=T0,
+        kind=AuditKind.SIGNAL,
+        event_id='e\u00e9"',
+        payload=payload,
+    )
+    text = sealed.stored_text()
+    assert json.loads(text) == json.loads(json.dumps(sealed.to_dict()))
+    assert text == replace(sealed).stored_text()  # the kept body is the body of its fields
+    # A record changed after sealing stores its own fields, not the body it was sealed with.
+    forged = replace(sealed, payload={"forged": True})
+    assert json.loads(forged.stored_text())["payload"] == {"forged": True}
+    assert verify([record, AuditRecord.from_dict(json.loads(forged.stored_text()))]) == 1
+
+
 def test_editing_a_payload_is_detected_at_that_record() -> None:
     chain = make_chain(6)
     chain[3] = replace(chain[3], payload={**chain[3].payload, "price": "999"})
