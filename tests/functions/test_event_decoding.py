@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from activities.signals import RawEvent, SignalProcessor, parse_event
+from activities.signals import RawEvent, parse_event, read_event
 from domain.market import ParseError, Tick
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -52,7 +52,7 @@ def both_paths(body: bytes) -> tuple[Tick | ParseError | None, Tick | ParseError
     # The first sighting of a symbol registers it with the domain's fast check: parse once
     # so both paths meet a warm symbol set, as they do in a running trigger.
     parse_event(body, NOW)
-    return SignalProcessor._parse(RawEvent("0", 1, body), NOW), parse_event(body, NOW)
+    return read_event(RawEvent("0", 1, body), NOW), parse_event(body, NOW)
 
 
 def trade(**fields: Any) -> dict[str, Any]:
