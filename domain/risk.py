@@ -11,7 +11,7 @@ roll back an operation that raises.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -223,6 +223,58 @@ class ReserveRequest:
         )
 
 
+class ExecutionIds:
+    """The execution ids a risk state has applied, in the order applied.
+
+    Every operation reads and writes the whole state, but only a fill asks whether an id
+    is among these: the list passes through the others as it was read, and its set is
+    built when a fill first asks."""
+
+    __slots__ = ("_ids", "_index")
+
+    def __init__(self, ids: Iterable[str] = ()) -> None:
+        self._ids = list(ids)
+        self._index: set[str] | None = None
+
+    @classmethod
+    def from_state(cls, value: object) -> ExecutionIds:
+        if value is None:
+            return cls()
+        if not isinstance(value, list):
+            raise ValidationError("executions", "must be a list of execution ids")
+        return cls(value)
+
+    def _ids_set(self) -> set[str]:
+        if self._index is None:
+            # Stored by this code as strings; anything else read back is normalised once.
+            if not all(type(e) is str for e in self._ids):
+                self._ids = [str(e) for e in self._ids]
+            self._index = set(self._ids)
+        return self._index
+
+    def __contains__(self, execution_id: object) -> bool:
+        return execution_id in self._ids_set()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExecutionIds):
+            return NotImplemented
+        return self._ids_set() == other._ids_set()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def add(self, execution_id: str) -> None:
+        index = self._ids_set()
+        if execution_id not in index:
+            index.add(execution_id)
+            self._ids.append(execution_id)
+
+    def to_list(self) -> list[str]:
+        return list(self._ids)
+
+
 @dataclass(slots=True)
 class RiskState:
     account: str
@@ -236,7 +288,7 @@ class RiskState:
     reservations: dict[str, ReserveRequest] = field(default_factory=dict)
     remaining: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     order_times: list[datetime] = field(default_factory=list)
-    executions: set[str] = field(default_factory=set)
+    executions: ExecutionIds = field(default_factory=lambda: ExecutionIds())
     limits_configured: bool = False
 
     # -- views -----------------------------------------------------------------------------
@@ -485,7 +537,7 @@ class RiskState:
                 k: {i: dec_str(q) for i, q in v.items()} for k, v in self.remaining.items()
             },
             "order_times": [_order_time_text(t) for t in self.order_times],
-            "executions": sorted(self.executions),
+            "executions": self.executions.to_list(),
         }
 
     @classmethod
@@ -514,7 +566,7 @@ class RiskState:
                 _order_time(t) if isinstance(t, str) else parse_ts(t, "order_times")
                 for t in data.get("order_times") or []
             ],
-            executions={str(e) for e in data.get("executions") or []},
+            executions=ExecutionIds.from_state(data.get("executions")),
             # State written before this flag existed: limits other than none were set.
             limits_configured=bool(
                 data.get("limits_configured", any(v for v in (data.get("limits") or {}).values()))
@@ -592,19 +644,21 @@ def apply_operation(
     An unknown operation or a bad payload leaves the state as it was and answers
     ``{"error": {"field", "reason"}}``; decisions (approvals, denials) are results too.
     """
-    current = RiskState(account) if state is None else RiskState.from_dict(state)
-    before = current.to_dict()
+    # The operation works on a state read from ``state``, never on ``state`` itself: a
+    # payload refused halfway leaves no half-applied change, and the state goes back as
+    # it came (normalised).
+    working = RiskState(account) if state is None else RiskState.from_dict(state)
     handler = OPERATIONS.get(operation)
     if handler is None:
-        return before, {"error": {"field": "operation", "reason": f"unknown: {operation!r}"}}
+        error = {"field": "operation", "reason": f"unknown: {operation!r}"}
+        return working.to_dict(), {"error": error}
     if not isinstance(payload, Mapping):
         payload = {} if payload is None else {"value": payload}
-    # Work on a copy so that a payload refused halfway cannot leave a half-applied change.
-    working = RiskState.from_dict(before)
     try:
         result = handler(working, payload)
     except ValidationError as error:
-        return before, {"error": error.to_dict()}
+        unchanged = RiskState(account) if state is None else RiskState.from_dict(state)
+        return unchanged.to_dict(), {"error": error.to_dict()}
     return working.to_dict(), result
 
 

@@ -178,6 +178,34 @@ def test_reserve_release_and_fill_are_idempotent() -> None:
     assert entity.call("release", {"intent_id": "i1"})["released"] is False
 
 
+def test_applied_execution_ids_keep_their_order_and_survive_other_operations() -> None:
+    entity = Entity()
+    for execution in ("x3", "x1", "x2"):
+        assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is True
+    assert entity.state is not None and entity.state["executions"] == ["x3", "x1", "x2"]
+    entity.call("reserve", request("i2", leg("AAPL", "buy", "1", "10")))
+    entity.call("halt", {"reason": "test"})
+    assert entity.state["executions"] == ["x3", "x1", "x2"]
+    for execution in ("x1", "x2", "x3"):
+        assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is False
+    assert entity.state["executions"] == ["x3", "x1", "x2"]
+    assert entity.call("get")["positions"][0]["quantity"] == "3"
+
+
+def test_state_written_earlier_with_sorted_or_odd_ids_still_dedupes() -> None:
+    entity = Entity()
+    entity.call("get")
+    assert entity.state is not None
+    entity.state["executions"] = ["a", "b", 7]  # sorted, as older states were; one not text
+    assert entity.fill("7", "i1", "buy", "1", "10")["applied"] is False
+    assert entity.fill("b", "i1", "buy", "1", "10")["applied"] is False
+    assert entity.fill("c", "i1", "buy", "1", "10")["applied"] is True
+    assert entity.state["executions"] == ["a", "b", "7", "c"]
+    entity.state["executions"] = {"a": 1}
+    with pytest.raises(ValidationError):
+        entity.call("get")
+
+
 def test_a_filled_leg_moves_from_reserved_to_position_exposure() -> None:
     entity = Entity(max_position_notional="1000")
     entity.call("reserve", request("i1", leg("AAPL", "buy", "50", "10")))
