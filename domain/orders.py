@@ -42,6 +42,16 @@ def _optional_price(data: Mapping[str, Any], name: str) -> Decimal | None:
     return None if value is None else parse_positive_decimal(value, name)
 
 
+# Whether each order type needs a (limit price, stop price).
+_PRICES_NEEDED = {
+    OrderType.MARKET: (False, False),
+    OrderType.LIMIT: (True, False),
+    OrderType.STOP: (False, True),
+    OrderType.STOP_LIMIT: (True, True),
+    OrderType.TRAILING_STOP: (False, False),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class OrderLeg:
     name: str
@@ -61,13 +71,7 @@ class OrderLeg:
         parse_symbol(self.symbol)
         if self.quantity <= 0:
             raise ValidationError("quantity", "must be greater than zero")
-        needs = {
-            OrderType.MARKET: (False, False),
-            OrderType.LIMIT: (True, False),
-            OrderType.STOP: (False, True),
-            OrderType.STOP_LIMIT: (True, True),
-            OrderType.TRAILING_STOP: (False, False),
-        }[self.order_type]
+        needs = _PRICES_NEEDED[self.order_type]
         for present, name in ((self.limit_price, "limit_price"), (self.stop_price, "stop_price")):
             wanted = needs[0] if name == "limit_price" else needs[1]
             if wanted and present is None:
@@ -137,6 +141,14 @@ class PlanKind(StrEnum):
     PAIR = "pair"
 
 
+# The leg names each plan may have, in order.
+_PLAN_LEGS = {
+    PlanKind.SINGLE: [["entry"]],
+    PlanKind.BRACKET: [["entry", "tp", "sl"], ["entry", "tp"], ["entry", "sl"]],
+    PlanKind.PAIR: [["a", "b"]],
+}
+
+
 @dataclass(frozen=True, slots=True)
 class OrderIntent:
     """What to trade and how: one plan of legs, for one account.
@@ -162,11 +174,7 @@ class OrderIntent:
         if self.ts_created.tzinfo is None:
             raise ValidationError("ts_created", "must be timezone-aware")
         names = [leg.name for leg in self.legs]
-        expected = {
-            PlanKind.SINGLE: [["entry"]],
-            PlanKind.BRACKET: [["entry", "tp", "sl"], ["entry", "tp"], ["entry", "sl"]],
-            PlanKind.PAIR: [["a", "b"]],
-        }[self.kind]
+        expected = _PLAN_LEGS[self.kind]
         if names not in expected:
             shown = " or ".join(str(option) for option in expected)
             raise ValidationError("legs", f"a {self.kind.value} plan has legs {shown}")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Self
 
 from domain.errors import ValidationError
@@ -67,12 +68,18 @@ class SizingRule:
         )
 
 
+@lru_cache(maxsize=4096)
+def _instrument(symbol: str) -> Instrument:
+    """The increments a signal's symbol trades in (immutable, so shared between intents)."""
+    return Instrument(symbol)
+
+
 def _leg(name: str, symbol: str, delta: Decimal) -> OrderLeg:
     return OrderLeg(name, symbol, Side.BUY if delta > 0 else Side.SELL, abs(delta))
 
 
 def _bracket(entry: OrderLeg, reference: Decimal, rule: SizingRule) -> tuple[OrderLeg, ...]:
-    instrument = Instrument(entry.symbol)
+    instrument = _instrument(entry.symbol)
     up = entry.side is Side.BUY
     take = (rule.take_profit_pct or Decimal(0)) / HUNDRED
     stop = (rule.stop_loss_pct or Decimal(0)) / HUNDRED
@@ -107,12 +114,12 @@ def plan_intent(
     deltas = []
     for symbol, new, old, size in zip(signal.symbols, signal.targets, previous, sizes, strict=True):
         change = new - old
-        quantity = round_quantity(abs(size * change), Instrument(symbol))
+        quantity = round_quantity(abs(size * change), _instrument(symbol))
         deltas.append(quantity if change > 0 else -quantity)
     if all(d == 0 for d in deltas):
         return None
     prices = {
-        s: round_price(as_decimal(p), Instrument(s))
+        s: round_price(as_decimal(p), _instrument(s))
         for s, p in zip(signal.symbols, signal.prices, strict=True)
     }
     intent_id = OrderIntent.derive_id(
