@@ -18,6 +18,7 @@ from domain.execution import Execution, catch_up_snapshots
 from domain.fills import Fill
 from domain.ids import canonical_json
 from domain.ports import Versioned
+from domain.risk import recent_fills
 from domain.serde import dec_str, parse_ts, ts_str
 
 END_OF_DAY = "end of day"
@@ -79,9 +80,10 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
 
     Everything is read from the broker before anything is written, so a fault on the way
     (a 429, a timeout) leaves the books as they were, and the retry starts the same run
-    again. The fills returned are all those the books hold for the orders the broker's
-    executions and statuses concern, not only the ones booked now: a retry after a write
-    went through still hands them on (the risk entity takes each execution once)."""
+    again. The fills returned are those the books took in lately (``recent_fills``) for
+    the orders the broker's executions and statuses concern, not only the ones booked now:
+    a retry after a write went through still hands them on (the risk entity takes each
+    execution once)."""
     result = Reconciliation()
     watermark = svc.store.load(WATERMARK_KEY)
     since = (
@@ -135,7 +137,9 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
                     "broker": dec_str(reported),
                 }
             )
-    result.fills = [fill for cid in sorted(concerned) for fill in svc.store.fills_for_order(cid)]
+    result.fills = recent_fills(
+        (fill for cid in sorted(concerned) for fill in svc.store.fills_for_order(cid)), ts
+    )
     result.alerts = _persistent(svc, result.alerts, run_id)
     _advance(svc, watermark, ts)
     if result.fixed or result.alerts:

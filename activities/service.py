@@ -31,6 +31,7 @@ from domain.execution import (
 )
 from domain.fills import Fill
 from domain.orders import Order, OrderLeg, OrderStatus
+from domain.risk import recent_fills
 from domain.serde import dec_str, ts_str
 
 log = logging.getLogger("desk.service")
@@ -178,8 +179,10 @@ def _audit_changes(
         )
 
 
-def _outcome(snapshot: BrokerOrder, fills: Sequence[Fill]) -> LegOutcome:
-    return LegOutcome.of(snapshot, tuple(fills))
+def _outcome(snapshot: BrokerOrder, fills: Sequence[Fill], ts: datetime) -> LegOutcome:
+    """The order as the broker has it, with the fills its orchestration hands to the risk
+    entity: those booked now and lately (see ``domain.risk.recent_fills``)."""
+    return LegOutcome.of(snapshot, tuple(recent_fills(fills, ts)))
 
 
 def halt_key(account: str) -> str:
@@ -275,7 +278,7 @@ def submit_order(
         },
     )
     fills = apply_snapshot(svc, snapshot, ts=ts)
-    return _outcome(snapshot, fills)
+    return _outcome(snapshot, fills, ts)
 
 
 class OrderClassRefused(TerminalError):
@@ -338,7 +341,7 @@ def submit_bracket(
                 "found_at_broker": found is not None,
             },
         )
-        outcomes.append(_outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts)))
+        outcomes.append(_outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts), ts))
     return outcomes
 
 
@@ -378,7 +381,7 @@ def submit_oco(
             correlation={"intent_id": intent_id, "client_order_id": snapshot.client_order_id},
             payload={"leg": leg.to_dict(), "order_class": "oco"},
         )
-        outcomes.append(_outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts)))
+        outcomes.append(_outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts), ts))
     return outcomes
 
 
@@ -396,7 +399,7 @@ def sync_orders(
 def _settle(svc: Services, cid: str, snapshot: BrokerOrder | None, ts: datetime) -> LegOutcome:
     if snapshot is None:
         return LegOutcome.missing(cid)
-    return _outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts))
+    return _outcome(snapshot, apply_snapshot(svc, snapshot, ts=ts), ts)
 
 
 def cancel_orders(

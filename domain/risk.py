@@ -223,56 +223,101 @@ class ReserveRequest:
         )
 
 
+# An execution reaches the risk entity from whoever books it and from whoever sees it in
+# the books later: the orchestration that placed its order, a flatten that cancelled
+# that order, reconciliation. Each hands on only fills booked within this window of its
+# own time (``recent_fills``), so nothing hands a fill again long after it was applied,
+# and the entity need not remember every execution of the account's whole history.
+FILL_HANDOVER_WINDOW = timedelta(days=1)
+
+# How many risk days (each started by ``reset_day``, once per session) with fills the
+# entity keeps the applied execution ids of. Within the handover window at most two risk
+# days begin (an early close following a full session), so three would do; four leave a
+# margin for clocks that disagree.
+EXECUTION_DAYS_KEPT = 4
+
+
+def recent_fills(fills: Iterable[Fill], ts: datetime) -> list[Fill]:
+    """The fills to hand to the risk entity at ``ts``: those booked within the handover
+    window (a fill's ``ts_filled`` is when the books took it in)."""
+    since = ts - FILL_HANDOVER_WINDOW
+    return [fill for fill in fills if fill.ts_filled >= since]
+
+
 class ExecutionIds:
-    """The execution ids a risk state has applied, in the order applied.
+    """The execution ids a risk state has applied, grouped by the risk day they were
+    applied on, oldest first; only the newest ``EXECUTION_DAYS_KEPT`` days are kept.
 
     Every operation reads and writes the whole state, but only a fill asks whether an id
-    is among these: the list passes through the others as it was read, and its set is
+    is among these: the lists pass through the others as they were read, and their set is
     built when a fill first asks."""
 
-    __slots__ = ("_ids", "_index")
+    __slots__ = ("_days", "_index")
 
-    def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._ids = list(ids)
+    def __init__(self, days: Iterable[tuple[str, list[str]]] = ()) -> None:
+        self._days: dict[str, list[str]] = {day: list(ids) for day, ids in days}
         self._index: set[str] | None = None
 
     @classmethod
-    def from_state(cls, value: object) -> ExecutionIds:
-        if value is None:
-            return cls()
-        if not isinstance(value, list):
-            raise ValidationError("executions", "must be a list of execution ids")
-        return cls(value)
+    def from_state(cls, by_day: object, older: object, day: str | None) -> ExecutionIds:
+        """``by_day`` as ``to_state`` writes it; a state written before ids were grouped
+        has one list (``older``) instead, taken as applied on the state's current day."""
+        if by_day is None:
+            if older is None:
+                return cls()
+            if not isinstance(older, list):
+                raise ValidationError("executions", "must be a list of execution ids")
+            return cls([(str(day) if day else "", older)])
+        if not isinstance(by_day, list) or not all(
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], list)
+            for entry in by_day
+        ):
+            raise ValidationError("executions_by_day", "must be a list of [day, [ids]] pairs")
+        return cls((entry[0], entry[1]) for entry in by_day)
 
     def _ids_set(self) -> set[str]:
         if self._index is None:
-            # Stored by this code as strings; anything else read back is normalised once.
-            if not all(type(e) is str for e in self._ids):
-                self._ids = [str(e) for e in self._ids]
-            self._index = set(self._ids)
+            for day, ids in self._days.items():
+                # Stored by this code as strings; anything else read back is normalised.
+                if not all(type(e) is str for e in ids):
+                    self._days[day] = [str(e) for e in ids]
+            self._index = {e for ids in self._days.values() for e in ids}
         return self._index
 
     def __contains__(self, execution_id: object) -> bool:
         return execution_id in self._ids_set()
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return sum(len(ids) for ids in self._days.values())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExecutionIds):
             return NotImplemented
-        return self._ids_set() == other._ids_set()
+        return self.to_state() == other.to_state()
 
     __hash__ = None  # type: ignore[assignment]
 
-    def add(self, execution_id: str) -> None:
+    def add(self, execution_id: str, day: str | None) -> None:
+        """Remember an id applied on ``day`` (the risk day; ``None`` before the first)."""
         index = self._ids_set()
-        if execution_id not in index:
-            index.add(execution_id)
-            self._ids.append(execution_id)
+        if execution_id in index:
+            return
+        key = day or ""
+        ids = self._days.get(key)
+        if ids is None or next(reversed(self._days)) != key:
+            # A day not seen last: it becomes the newest, so its ids are kept the longest.
+            self._days[key] = ids = self._days.pop(key, [])
+            while len(self._days) > EXECUTION_DAYS_KEPT:
+                for forgotten in self._days.pop(next(iter(self._days))):
+                    index.discard(forgotten)
+        ids.append(execution_id)
+        index.add(execution_id)
 
-    def to_list(self) -> list[str]:
-        return list(self._ids)
+    def to_state(self) -> list[list[Any]]:
+        return [[day, list(ids)] for day, ids in self._days.items()]
 
 
 @dataclass(slots=True)
@@ -474,7 +519,7 @@ class RiskState:
         self.realized_today += (after.realized_pnl - position.realized_pnl) - fill.fee
         self.positions[fill.symbol] = after
         self.last_price[fill.symbol] = fill.price
-        self.executions.add(fill.execution_id)
+        self.executions.add(fill.execution_id, self.day)
         intent_id = fill.client_order_id.split(":", 1)[0]
         request = self.reservations.get(intent_id)
         if request is not None:
@@ -537,7 +582,7 @@ class RiskState:
                 k: {i: dec_str(q) for i, q in v.items()} for k, v in self.remaining.items()
             },
             "order_times": [_order_time_text(t) for t in self.order_times],
-            "executions": self.executions.to_list(),
+            "executions_by_day": self.executions.to_state(),
         }
 
     @classmethod
@@ -566,7 +611,9 @@ class RiskState:
                 _order_time(t) if isinstance(t, str) else parse_ts(t, "order_times")
                 for t in data.get("order_times") or []
             ],
-            executions=ExecutionIds.from_state(data.get("executions")),
+            executions=ExecutionIds.from_state(
+                data.get("executions_by_day"), data.get("executions"), data.get("day")
+            ),
             # State written before this flag existed: limits other than none were set.
             limits_configured=bool(
                 data.get("limits_configured", any(v for v in (data.get("limits") or {}).values()))

@@ -68,8 +68,8 @@ class Tracker:
 
     def update(self, outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Take the outcomes in; returns the fills not seen before. Activities report every
-        fill the books hold for an order, so one booked by a call whose answer was lost
-        still reaches the risk entity."""
+        fill the books took in for an order lately (``domain.risk.recent_fills``), so one
+        booked by a call whose answer was lost still reaches the risk entity."""
         fills: list[dict[str, Any]] = []
         for data in outcomes:
             outcome = LegOutcome.from_dict(data)

@@ -4,17 +4,17 @@ from the broker and alerts on the rest, and the end of day flattens, snapshots a
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from activities import service
-from adapters.simulated_broker import SimulatedBroker
+from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from domain.errors import RetryableFault
 from domain.execution import BrokerOrder
-from domain.model import OrderType, Side
+from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg
 from domain.risk import RiskLimits
 from tests.functions.desk import Desk, make_desk, trade
@@ -34,6 +34,13 @@ def risk(desk: Desk) -> dict[str, object]:
     state = desk.engine.read_entity(("RiskEntity", "paper")).state
     assert isinstance(state, dict)
     return state
+
+
+def applied(desk: Desk) -> list[str]:
+    """The execution ids the risk entity remembers applying, oldest first."""
+    by_day = risk(desk)["executions_by_day"]
+    assert isinstance(by_day, list)
+    return [execution for _, ids in by_day for execution in ids]
 
 
 def test_warm_up_gives_the_risk_entity_the_configured_limits(desk: Desk) -> None:
@@ -73,7 +80,7 @@ def test_reconciliation_applies_what_the_broker_proves_and_alerts_on_the_rest(de
     order = desk.store.get_order("int-recon:entry")
     assert order is not None and order.status.value == "filled"
     assert [p.quantity for p in desk.store.positions("paper")] == [Decimal(5)]
-    assert len(risk(desk)["executions"]) == 1  # type: ignore[arg-type]
+    assert len(applied(desk)) == 1
     # A discrepancy is only an alert when the next run still finds it (orders in flight
     # make the two sides differ for a moment).
     assert [r for r in desk.store.records("paper") if r.kind.value == "alert"] == []
@@ -167,6 +174,46 @@ def test_a_reconciliation_retried_after_a_broker_fault_books_and_reports_everyth
         assert broker.failed
         order = desk.store.get_order("int-r:entry")
         assert order is not None and order.status.value == "filled"
-        assert risk(desk)["executions"] == ["int-r:entry@5"]
+        assert applied(desk) == ["int-r:entry@5"]
+    finally:
+        desk.close()
+
+
+def test_an_old_fill_is_not_handed_to_the_risk_entity_again(tmp_path: Path) -> None:
+    """A good-till-cancelled order filled in part days ago and again now: reconciliation and
+    a cancel hand on the new fill only. The old one reached the risk entity when it was
+    booked, and the entity keeps execution ids for a few risk days only."""
+    desk = make_desk(tmp_path, simulator=SimulatorConfig(partial_fill_fraction=Decimal("0.5")))
+    try:
+        now = desk.clock.now()
+        days_ago = now - timedelta(days=3)
+        simulator = desk.services.simulator
+        assert simulator is not None
+        resting = OrderLeg(
+            "entry",
+            "AAPL",
+            Side.BUY,
+            Decimal(10),
+            OrderType.LIMIT,
+            TimeInForce.GTC,
+            limit_price=Decimal(99),
+        )
+        cid = "int-gtc:entry"
+        service.submit_order(desk.services, "int-gtc", resting, ts=days_ago)
+        simulator.on_trade("AAPL", Decimal("98.5"), days_ago + timedelta(seconds=1))
+        [then] = service.sync_orders(desk.services, [cid], ts=days_ago + timedelta(minutes=1))
+        assert [f.execution_id for f in then.fills] == [f"{cid}@5"]
+        simulator.on_trade("AAPL", Decimal("98.5"), now - timedelta(seconds=1))
+        desk.fire("reconciliation")  # the broker's new execution reaches the books here
+        desk.settle()
+        [run] = [s for s in desk.engine.query() if s.name == "reconcile"]
+        assert run.output is not None and run.output["fills"] == 1
+        second = [f.execution_id for f in desk.store.fills_for_order(cid)]
+        assert len(second) == 2 and second[0] == f"{cid}@5"
+        assert applied(desk) == [second[1]]
+        [cancelled] = service.cancel_orders(desk.services, [cid], ts=now)
+        assert [f.execution_id for f in cancelled.fills] == [second[1]]
+        [later] = service.cancel_orders(desk.services, [cid], ts=now + timedelta(days=2))
+        assert later.fills == ()
     finally:
         desk.close()

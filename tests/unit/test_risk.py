@@ -8,8 +8,18 @@ from typing import Any
 import pytest
 
 from domain.errors import ValidationError
+from domain.fills import Fill
 from domain.model import Side
-from domain.risk import ExposureLeg, ReserveRequest, RiskLimits, RiskState, apply_operation
+from domain.risk import (
+    EXECUTION_DAYS_KEPT,
+    FILL_HANDOVER_WINDOW,
+    ExposureLeg,
+    ReserveRequest,
+    RiskLimits,
+    RiskState,
+    apply_operation,
+    recent_fills,
+)
 
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 ACCOUNT = "acct-1"
@@ -182,28 +192,63 @@ def test_applied_execution_ids_keep_their_order_and_survive_other_operations() -
     entity = Entity()
     for execution in ("x3", "x1", "x2"):
         assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is True
-    assert entity.state is not None and entity.state["executions"] == ["x3", "x1", "x2"]
+    assert entity.state is not None
+    assert entity.state["executions_by_day"] == [["", ["x3", "x1", "x2"]]]
     entity.call("reserve", request("i2", leg("AAPL", "buy", "1", "10")))
     entity.call("halt", {"reason": "test"})
-    assert entity.state["executions"] == ["x3", "x1", "x2"]
+    assert entity.state["executions_by_day"] == [["", ["x3", "x1", "x2"]]]
     for execution in ("x1", "x2", "x3"):
         assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is False
-    assert entity.state["executions"] == ["x3", "x1", "x2"]
+    assert entity.state["executions_by_day"] == [["", ["x3", "x1", "x2"]]]
     assert entity.call("get")["positions"][0]["quantity"] == "3"
 
 
-def test_state_written_earlier_with_sorted_or_odd_ids_still_dedupes() -> None:
+def test_execution_ids_are_kept_for_the_last_risk_days_with_fills() -> None:
     entity = Entity()
-    entity.call("get")
+    days = [f"2026-03-{d:02d}" for d in range(2, 3 + EXECUTION_DAYS_KEPT)]
+    for day in days:
+        entity.call("reset_day", {"day": day})
+        entity.call("reset_day", {"day": day})  # the end-of-day timer may say it twice
+        assert entity.fill(f"x-{day}", "i1", "buy", "1", "10")["applied"] is True
+        assert entity.fill(f"y-{day}", "i1", "buy", "1", "10")["applied"] is True
     assert entity.state is not None
+    assert [day for day, _ in entity.state["executions_by_day"]] == days[1:]
+    for day in days[1:]:
+        assert entity.fill(f"x-{day}", "i1", "buy", "1", "10")["applied"] is False
+    # The oldest day is forgotten: its ids would be applied again.
+    assert entity.fill(f"x-{days[0]}", "i1", "buy", "1", "10")["applied"] is True
+    newest = [days[-1], [f"x-{days[-1]}", f"y-{days[-1]}", f"x-{days[0]}"]]
+    assert entity.state["executions_by_day"][-1] == newest
+    # Days without fills do not push older ids out.
+    for day in ("2026-04-01", "2026-04-02", "2026-04-03", "2026-04-06", "2026-04-07"):
+        entity.call("reset_day", {"day": day})
+    assert entity.fill(f"x-{days[1]}", "i1", "buy", "1", "10")["applied"] is False
+
+
+def test_a_day_seen_again_becomes_the_newest() -> None:
+    entity = Entity()
+    for day, execution in (("2026-03-02", "a"), ("2026-03-03", "b"), ("2026-03-02", "c")):
+        entity.call("reset_day", {"day": day})
+        entity.fill(execution, "i1", "buy", "1", "10")
+    assert entity.state is not None
+    assert entity.state["executions_by_day"] == [["2026-03-03", ["b"]], ["2026-03-02", ["a", "c"]]]
+
+
+def test_state_written_before_ids_were_grouped_by_day_still_dedupes() -> None:
+    entity = Entity()
+    entity.call("reset_day", {"day": "2026-03-02"})
+    assert entity.state is not None
+    del entity.state["executions_by_day"]
     entity.state["executions"] = ["a", "b", 7]  # sorted, as older states were; one not text
     assert entity.fill("7", "i1", "buy", "1", "10")["applied"] is False
     assert entity.fill("b", "i1", "buy", "1", "10")["applied"] is False
     assert entity.fill("c", "i1", "buy", "1", "10")["applied"] is True
-    assert entity.state["executions"] == ["a", "b", "7", "c"]
-    entity.state["executions"] = {"a": 1}
-    with pytest.raises(ValidationError):
-        entity.call("get")
+    assert entity.state["executions_by_day"] == [["2026-03-02", ["a", "b", "7", "c"]]]
+    assert "executions" not in entity.state
+    for bad in ([["2026-03-02", "a"]], {"2026-03-02": ["a"]}, [["2026-03-02"]]):
+        entity.state["executions_by_day"] = bad
+        with pytest.raises(ValidationError):
+            entity.call("get")
 
 
 def test_a_filled_leg_moves_from_reserved_to_position_exposure() -> None:
@@ -352,3 +397,14 @@ def test_the_order_rate_window_round_trips_and_rejects_what_is_not_a_time() -> N
     for bad in ("yesterday", {"ts": "2026-03-02"}, 17):
         with pytest.raises(ValidationError):
             RiskState.from_dict({**RiskState(ACCOUNT).to_dict(), "order_times": [bad]})
+
+
+def test_recent_fills_are_those_booked_within_the_handover_window() -> None:
+    def booked(at: datetime) -> Fill:
+        return Fill(
+            f"x@{at.isoformat()}", ACCOUNT, "AAPL", Side.BUY, Decimal(1), Decimal(1), at, "i:entry"
+        )
+
+    edge = T0 - FILL_HANDOVER_WINDOW
+    fills = [booked(edge - timedelta(microseconds=1)), booked(edge), booked(T0)]
+    assert recent_fills(fills, T0) == fills[1:]
