@@ -62,8 +62,8 @@ def parse_event(body: bytes, now: datetime) -> Tick | ParseError | None:
 
 # The feed's trade message, decoded and type-checked in one step (most of a tick's cost
 # otherwise). Only a fast path: whatever it refuses or cannot vouch for goes through
-# ``parse_event``, so both accept exactly the same ticks. An integer id outside 64 bits
-# is left to the general path too: its JSON decoder reads such numbers as floats.
+# ``parse_event``, so both accept exactly the same ticks. An integer id outside int64 is
+# left to the general path too: its JSON decoder reads integers beyond 64 bits as floats.
 class _TradeMessage(msgspec.Struct, gc=False):
     symbol: str
     price: float

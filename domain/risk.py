@@ -290,15 +290,10 @@ class ExecutionIds:
     def __contains__(self, execution_id: object) -> bool:
         return execution_id in self._ids_set()
 
-    def __len__(self) -> int:
-        return sum(len(ids) for ids in self._days.values())
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ExecutionIds):
             return NotImplemented
         return self.to_state() == other.to_state()
-
-    __hash__ = None  # type: ignore[assignment]
 
     def add(self, execution_id: str, day: str | None) -> None:
         """Remember an id applied on ``day`` (the risk day; ``None`` before the first)."""
@@ -333,7 +328,7 @@ class RiskState:
     reservations: dict[str, ReserveRequest] = field(default_factory=dict)
     remaining: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     order_times: list[datetime] = field(default_factory=list)
-    executions: ExecutionIds = field(default_factory=lambda: ExecutionIds())
+    executions: ExecutionIds = field(default_factory=ExecutionIds)
     limits_configured: bool = False
 
     # -- views -----------------------------------------------------------------------------
