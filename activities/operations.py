@@ -80,10 +80,10 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
 
     Everything is read from the broker before anything is written, so a fault on the way
     (a 429, a timeout) leaves the books as they were, and the retry starts the same run
-    again. The fills returned are those the books took in lately (``recent_fills``) for
-    the orders the broker's executions and statuses concern, not only the ones booked now:
-    a retry after a write went through still hands them on (the risk entity takes each
-    execution once)."""
+    again. The fills returned are those the books took in since the last run, or at least
+    within a day (``recent_fills``), for the orders the broker's executions and statuses
+    concern, not only the ones booked now: a retry after a write went through still hands
+    them on (the risk entity takes each execution once)."""
     result = Reconciliation()
     watermark = svc.store.load(WATERMARK_KEY)
     since = (
@@ -137,8 +137,13 @@ def reconcile(svc: Services, *, ts: datetime, run_id: str | None = None) -> Reco
                     "broker": dec_str(reported),
                 }
             )
+    # Fills booked since the last run that completed, and at least those of the last day:
+    # after an outage, a fill booked by an activity whose answer never reached the risk
+    # entity is still handed on.
     result.fills = recent_fills(
-        (fill for cid in sorted(concerned) for fill in svc.store.fills_for_order(cid)), ts
+        (fill for cid in sorted(concerned) for fill in svc.store.fills_for_order(cid)),
+        ts,
+        since=since,
     )
     result.alerts = _persistent(svc, result.alerts, run_id)
     _advance(svc, watermark, ts)

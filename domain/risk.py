@@ -237,11 +237,16 @@ FILL_HANDOVER_WINDOW = timedelta(days=1)
 EXECUTION_DAYS_KEPT = 4
 
 
-def recent_fills(fills: Iterable[Fill], ts: datetime) -> list[Fill]:
+def recent_fills(
+    fills: Iterable[Fill], ts: datetime, *, since: datetime | None = None
+) -> list[Fill]:
     """The fills to hand to the risk entity at ``ts``: those booked within the handover
-    window (a fill's ``ts_filled`` is when the books took it in)."""
-    since = ts - FILL_HANDOVER_WINDOW
-    return [fill for fill in fills if fill.ts_filled >= since]
+    window (a fill's ``ts_filled`` is when the books took it in), or since ``since`` when
+    that is earlier (reconciliation after an outage)."""
+    start = ts - FILL_HANDOVER_WINDOW
+    if since is not None and since < start:
+        start = since
+    return [fill for fill in fills if fill.ts_filled >= start]
 
 
 class ExecutionIds:

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from activities import service
+from activities.operations import WATERMARK_KEY
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from domain.errors import RetryableFault
 from domain.execution import BrokerOrder
 from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg
 from domain.risk import RiskLimits
+from domain.serde import ts_str
 from tests.functions.desk import Desk, make_desk, trade
 from tests.functions.faults import FlakyBroker
 
@@ -215,5 +217,42 @@ def test_an_old_fill_is_not_handed_to_the_risk_entity_again(tmp_path: Path) -> N
         assert [f.execution_id for f in cancelled.fills] == [second[1]]
         [later] = service.cancel_orders(desk.services, [cid], ts=now + timedelta(days=2))
         assert later.fills == ()
+    finally:
+        desk.close()
+
+
+def test_after_an_outage_reconciliation_hands_on_what_the_books_took_in_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """An activity booked a fill two days ago and its answer never reached the risk entity
+    (its orchestration failed); no reconciliation completed since. The next run hands
+    the fill on although it is older than a day."""
+    desk = make_desk(tmp_path)
+    try:
+        now = desk.clock.now()
+        before = now - timedelta(days=2)
+        simulator = desk.services.simulator
+        assert simulator is not None
+        resting = OrderLeg(
+            "entry",
+            "AAPL",
+            Side.BUY,
+            Decimal(10),
+            OrderType.LIMIT,
+            TimeInForce.GTC,
+            limit_price=Decimal(99),
+        )
+        cid = "int-out:entry"
+        service.submit_order(desk.services, "int-out", resting, ts=before)
+        simulator.on_trade("AAPL", Decimal("98.5"), before + timedelta(seconds=1))
+        service.sync_orders(desk.services, [cid], ts=before + timedelta(minutes=1))
+        desk.store.save(WATERMARK_KEY, {"ts": ts_str(before)}, expected_version=None)
+        desk.fire("reconciliation")
+        desk.settle()
+        [run] = [s for s in desk.engine.query() if s.name == "reconcile"]
+        assert run.output is not None and run.output["fills"] == 1
+        assert applied(desk) == [f"{cid}@10"]
+        positions = risk(desk)["positions"]
+        assert isinstance(positions, list) and positions[0]["quantity"] == "10"
     finally:
         desk.close()
