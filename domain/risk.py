@@ -264,24 +264,37 @@ class ExecutionIds:
         self._index: set[str] | None = None
 
     @classmethod
-    def from_state(cls, by_day: object, older: object, day: str | None) -> ExecutionIds:
-        """``by_day`` as ``to_state`` writes it; a state written before ids were grouped
-        has one list (``older``) instead, taken as applied on the state's current day."""
-        if by_day is None:
-            if older is None:
-                return cls()
-            if not isinstance(older, list):
-                raise ValidationError("executions", "must be a list of execution ids")
-            return cls([(str(day) if day else "", older)])
-        if not isinstance(by_day, list) or not all(
-            isinstance(entry, list)
-            and len(entry) == 2
-            and isinstance(entry[0], str)
-            and isinstance(entry[1], list)
-            for entry in by_day
+    def from_state(cls, ids: object, days: object, day: str | None) -> ExecutionIds:
+        """``ids`` and ``days`` as ``to_state`` writes them. Without ``days`` (a state
+        written before ids were grouped, or by that code since) all the ids are taken as
+        applied on the state's current day."""
+        if ids is None:
+            ids = []
+        if not isinstance(ids, list):
+            raise ValidationError("executions", "must be a list of execution ids")
+        if days is None:
+            return cls([(str(day) if day else "", ids)] if ids else [])
+        if (
+            not isinstance(days, list)
+            or not all(
+                isinstance(entry, list)
+                and len(entry) == 2
+                and isinstance(entry[0], str)
+                and type(entry[1]) is int
+                and entry[1] >= 0
+                for entry in days
+            )
+            or sum(entry[1] for entry in days) != len(ids)
         ):
-            raise ValidationError("executions_by_day", "must be a list of [day, [ids]] pairs")
-        return cls((entry[0], entry[1]) for entry in by_day)
+            raise ValidationError(
+                "execution_days", "must be [day, count] pairs counting every execution id"
+            )
+        groups = []
+        offset = 0
+        for name, count in days:
+            groups.append((name, ids[offset : offset + count]))
+            offset += count
+        return cls(groups)
 
     def _ids_set(self) -> set[str]:
         if self._index is None:
@@ -316,8 +329,13 @@ class ExecutionIds:
         ids.append(execution_id)
         index.add(execution_id)
 
-    def to_state(self) -> list[list[Any]]:
-        return [[day, list(ids)] for day, ids in self._days.items()]
+    def to_state(self) -> tuple[list[str], list[list[Any]]]:
+        """All the ids, oldest day first, as one list (what code before the grouping reads,
+        so it still takes each execution once), and each day with its count of them."""
+        return (
+            [e for ids in self._days.values() for e in ids],
+            [[day, len(ids)] for day, ids in self._days.items()],
+        )
 
 
 @dataclass(slots=True)
@@ -566,6 +584,7 @@ class RiskState:
     # -- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        executions, execution_days = self.executions.to_state()
         return {
             "v": 1,
             "account": self.account,
@@ -582,7 +601,8 @@ class RiskState:
                 k: {i: dec_str(q) for i, q in v.items()} for k, v in self.remaining.items()
             },
             "order_times": [_order_time_text(t) for t in self.order_times],
-            "executions_by_day": self.executions.to_state(),
+            "executions": executions,
+            "execution_days": execution_days,
         }
 
     @classmethod
@@ -612,7 +632,7 @@ class RiskState:
                 for t in data.get("order_times") or []
             ],
             executions=ExecutionIds.from_state(
-                data.get("executions_by_day"), data.get("executions"), data.get("day")
+                data.get("executions"), data.get("execution_days"), data.get("day")
             ),
             # State written before this flag existed: limits other than none were set.
             limits_configured=bool(

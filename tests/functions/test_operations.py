@@ -40,9 +40,9 @@ def risk(desk: Desk) -> dict[str, object]:
 
 def applied(desk: Desk) -> list[str]:
     """The execution ids the risk entity remembers applying, oldest first."""
-    by_day = risk(desk)["executions_by_day"]
-    assert isinstance(by_day, list)
-    return [execution for _, ids in by_day for execution in ids]
+    ids = risk(desk)["executions"]
+    assert isinstance(ids, list)
+    return ids
 
 
 def test_warm_up_gives_the_risk_entity_the_configured_limits(desk: Desk) -> None:

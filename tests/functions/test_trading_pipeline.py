@@ -359,7 +359,7 @@ def test_partial_fills_reach_the_books_once_each(tmp_path: Path) -> None:
         assert sorted(f.quantity for f in fills) == [Decimal(1), Decimal(3), Decimal(3), Decimal(3)]
         assert desk.store.positions("paper")[0].quantity == Decimal(10)
         risk = desk.engine.read_entity(("RiskEntity", "paper")).state
-        assert sum(len(ids) for _, ids in risk["executions_by_day"]) == 4
+        assert len(risk["executions"]) == 4
     finally:
         desk.close()
 

@@ -39,6 +39,15 @@ def request(intent: str, *legs: dict[str, Any], at: datetime = T0) -> dict[str, 
     return {"intent_id": intent, "legs": list(legs), "ts_request": at.isoformat()}
 
 
+def groups(state: dict[str, Any]) -> list[list[Any]]:
+    """The applied execution ids by risk day, as the state counts them out."""
+    ids, out = state["executions"], []
+    for day, count in state["execution_days"]:
+        out.append([day, ids[:count]])
+        ids = ids[count:]
+    return out
+
+
 class Entity:
     """Drives apply_operation the way the entity does: JSON between every call."""
 
@@ -193,13 +202,13 @@ def test_applied_execution_ids_keep_their_order_and_survive_other_operations() -
     for execution in ("x3", "x1", "x2"):
         assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is True
     assert entity.state is not None
-    assert entity.state["executions_by_day"] == [["", ["x3", "x1", "x2"]]]
+    assert groups(entity.state) == [["", ["x3", "x1", "x2"]]]
     entity.call("reserve", request("i2", leg("AAPL", "buy", "1", "10")))
     entity.call("halt", {"reason": "test"})
-    assert entity.state["executions_by_day"] == [["", ["x3", "x1", "x2"]]]
+    assert groups(entity.state) == [["", ["x3", "x1", "x2"]]]
     for execution in ("x1", "x2", "x3"):
         assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is False
-    assert entity.state["executions_by_day"] == [["", ["x3", "x1", "x2"]]]
+    assert groups(entity.state) == [["", ["x3", "x1", "x2"]]]
     assert entity.call("get")["positions"][0]["quantity"] == "3"
 
 
@@ -212,13 +221,13 @@ def test_execution_ids_are_kept_for_the_last_risk_days_with_fills() -> None:
         assert entity.fill(f"x-{day}", "i1", "buy", "1", "10")["applied"] is True
         assert entity.fill(f"y-{day}", "i1", "buy", "1", "10")["applied"] is True
     assert entity.state is not None
-    assert [day for day, _ in entity.state["executions_by_day"]] == days[1:]
+    assert [day for day, _ in groups(entity.state)] == days[1:]
     for day in days[1:]:
         assert entity.fill(f"x-{day}", "i1", "buy", "1", "10")["applied"] is False
     # The oldest day is forgotten: its ids would be applied again.
     assert entity.fill(f"x-{days[0]}", "i1", "buy", "1", "10")["applied"] is True
     newest = [days[-1], [f"x-{days[-1]}", f"y-{days[-1]}", f"x-{days[0]}"]]
-    assert entity.state["executions_by_day"][-1] == newest
+    assert groups(entity.state)[-1] == newest
     # Days without fills do not push older ids out.
     for day in ("2026-04-01", "2026-04-02", "2026-04-03", "2026-04-06", "2026-04-07"):
         entity.call("reset_day", {"day": day})
@@ -231,22 +240,21 @@ def test_a_day_seen_again_becomes_the_newest() -> None:
         entity.call("reset_day", {"day": day})
         entity.fill(execution, "i1", "buy", "1", "10")
     assert entity.state is not None
-    assert entity.state["executions_by_day"] == [["2026-03-03", ["b"]], ["2026-03-02", ["a", "c"]]]
+    assert groups(entity.state) == [["2026-03-03", ["b"]], ["2026-03-02", ["a", "c"]]]
 
 
 def test_state_written_before_ids_were_grouped_by_day_still_dedupes() -> None:
     entity = Entity()
     entity.call("reset_day", {"day": "2026-03-02"})
     assert entity.state is not None
-    del entity.state["executions_by_day"]
+    del entity.state["execution_days"]
     entity.state["executions"] = ["a", "b", 7]  # sorted, as older states were; one not text
     assert entity.fill("7", "i1", "buy", "1", "10")["applied"] is False
     assert entity.fill("b", "i1", "buy", "1", "10")["applied"] is False
     assert entity.fill("c", "i1", "buy", "1", "10")["applied"] is True
-    assert entity.state["executions_by_day"] == [["2026-03-02", ["a", "b", "7", "c"]]]
-    assert "executions" not in entity.state
-    for bad in ([["2026-03-02", "a"]], {"2026-03-02": ["a"]}, [["2026-03-02"]]):
-        entity.state["executions_by_day"] = bad
+    assert groups(entity.state) == [["2026-03-02", ["a", "b", "7", "c"]]]
+    for bad in ([["2026-03-02", "4"]], {"2026-03-02": 4}, [["2026-03-02"]], [["2026-03-02", 3]]):
+        entity.state["execution_days"] = bad
         with pytest.raises(ValidationError):
             entity.call("get")
 
@@ -408,3 +416,16 @@ def test_recent_fills_are_those_booked_within_the_handover_window() -> None:
     edge = T0 - FILL_HANDOVER_WINDOW
     fills = [booked(edge - timedelta(microseconds=1)), booked(edge), booked(T0)]
     assert recent_fills(fills, T0) == fills[1:]
+
+
+def test_every_remembered_id_is_listed_where_code_before_the_grouping_reads_them() -> None:
+    entity = Entity()
+    for day, execution in (("2026-03-02", "a"), ("2026-03-03", "b"), ("2026-03-04", "c")):
+        entity.call("reset_day", {"day": day})
+        entity.fill(execution, "i1", "buy", "1", "10")
+    assert entity.state is not None and entity.state["executions"] == ["a", "b", "c"]
+    # That code writes the ids back without their days: all of them still count once.
+    del entity.state["execution_days"]
+    for execution in ("a", "b", "c"):
+        assert entity.fill(execution, "i1", "buy", "1", "10")["applied"] is False
+    assert groups(entity.state) == [["2026-03-04", ["a", "b", "c"]]]
