@@ -14,7 +14,7 @@ from activities import service
 from activities.operations import WATERMARK_KEY
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from domain.errors import RetryableFault
-from domain.execution import BrokerOrder
+from domain.execution import BrokerOrder, LegOutcome
 from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg
 from domain.risk import RiskLimits
@@ -181,6 +181,28 @@ def test_a_reconciliation_retried_after_a_broker_fault_books_and_reports_everyth
         desk.close()
 
 
+def filled_earlier(desk: Desk, intent_id: str, at: datetime) -> tuple[str, LegOutcome]:
+    """A good-till-cancelled buy of 10 AAPL at 99, sent at ``at`` and filled (in full, or
+    in part with a partial-fill simulator) by a print a second later, then booked by an
+    activity a minute later whose outcome never reached the risk entity."""
+    simulator = desk.services.simulator
+    assert simulator is not None
+    resting = OrderLeg(
+        "entry",
+        "AAPL",
+        Side.BUY,
+        Decimal(10),
+        OrderType.LIMIT,
+        TimeInForce.GTC,
+        limit_price=Decimal(99),
+    )
+    cid = f"{intent_id}:entry"
+    service.submit_order(desk.services, intent_id, resting, ts=at)
+    simulator.on_trade("AAPL", Decimal("98.5"), at + timedelta(seconds=1))
+    [outcome] = service.sync_orders(desk.services, [cid], ts=at + timedelta(minutes=1))
+    return cid, outcome
+
+
 def test_an_old_fill_is_not_handed_to_the_risk_entity_again(tmp_path: Path) -> None:
     """A good-till-cancelled order filled in part days ago and again now: reconciliation and
     a cancel hand on the new fill only. The old one reached the risk entity when it was
@@ -188,23 +210,10 @@ def test_an_old_fill_is_not_handed_to_the_risk_entity_again(tmp_path: Path) -> N
     desk = make_desk(tmp_path, simulator=SimulatorConfig(partial_fill_fraction=Decimal("0.5")))
     try:
         now = desk.clock.now()
-        days_ago = now - timedelta(days=3)
+        cid, then = filled_earlier(desk, "int-gtc", now - timedelta(days=3))
+        assert [f.execution_id for f in then.fills] == [f"{cid}@5"]
         simulator = desk.services.simulator
         assert simulator is not None
-        resting = OrderLeg(
-            "entry",
-            "AAPL",
-            Side.BUY,
-            Decimal(10),
-            OrderType.LIMIT,
-            TimeInForce.GTC,
-            limit_price=Decimal(99),
-        )
-        cid = "int-gtc:entry"
-        service.submit_order(desk.services, "int-gtc", resting, ts=days_ago)
-        simulator.on_trade("AAPL", Decimal("98.5"), days_ago + timedelta(seconds=1))
-        [then] = service.sync_orders(desk.services, [cid], ts=days_ago + timedelta(minutes=1))
-        assert [f.execution_id for f in then.fills] == [f"{cid}@5"]
         simulator.on_trade("AAPL", Decimal("98.5"), now - timedelta(seconds=1))
         desk.fire("reconciliation")  # the broker's new execution reaches the books here
         desk.settle()
@@ -229,23 +238,8 @@ def test_after_an_outage_reconciliation_hands_on_what_the_books_took_in_meanwhil
     the fill on although it is older than a day."""
     desk = make_desk(tmp_path)
     try:
-        now = desk.clock.now()
-        before = now - timedelta(days=2)
-        simulator = desk.services.simulator
-        assert simulator is not None
-        resting = OrderLeg(
-            "entry",
-            "AAPL",
-            Side.BUY,
-            Decimal(10),
-            OrderType.LIMIT,
-            TimeInForce.GTC,
-            limit_price=Decimal(99),
-        )
-        cid = "int-out:entry"
-        service.submit_order(desk.services, "int-out", resting, ts=before)
-        simulator.on_trade("AAPL", Decimal("98.5"), before + timedelta(seconds=1))
-        service.sync_orders(desk.services, [cid], ts=before + timedelta(minutes=1))
+        before = desk.clock.now() - timedelta(days=2)
+        cid, _ = filled_earlier(desk, "int-out", before)
         desk.store.save(WATERMARK_KEY, {"ts": ts_str(before)}, expected_version=None)
         desk.fire("reconciliation")
         desk.settle()
