@@ -349,20 +349,28 @@ def _fail(context: Ctx, error: Exception) -> Steps:
         {"error": str(error)[:500]},
         {"intent_id": intent.intent_id},
     )
-    steps: list[Callable[[], Any]] = [
-        lambda: context.call_activity(
+
+    def cancel_what_is_left() -> Steps:
+        outcomes = yield context.call_activity(
             "cancel_orders", {"client_order_ids": ids, "ts": now_str(context)}
-        ),
-        lambda: context.call_entity(
+        )
+        # What the broker filled before the cancels took effect is on the books now, and
+        # its exposure belongs to the risk entity too (which skips fills it has applied).
+        yield from apply_fills(context, intent.account, Tracker().update(outcomes))
+
+    def release() -> Steps:
+        yield context.call_entity(
             risk_entity(intent.account), "release", {"intent_id": intent.intent_id}
-        ),
-        lambda: context.call_activity(
+        )
+
+    def record() -> Steps:
+        yield context.call_activity(
             "record_audit", {"ts": now_str(context), "entries": [audit_failure]}
-        ),
-    ]
-    for step in steps:
+        )
+
+    for step in (cancel_what_is_left, release, record):
         try:
-            yield step()
+            yield from step()
         except Exception:
             continue
 

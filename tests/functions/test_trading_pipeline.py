@@ -24,7 +24,7 @@ from domain.market import ParseError, Tick, parse_market_event
 from domain.model import OrderType, Side
 from domain.orders import OrderIntent, OrderLeg, PlanKind
 from domain.ports import Claim
-from domain.risk import RiskLimits
+from domain.risk import RiskLimits, RiskState
 from tests.functions.desk import T0, Desk, make_desk, trade
 from tests.functions.faults import FlakyBroker
 from triggers import ticks as ticks_trigger
@@ -520,6 +520,47 @@ def test_a_trade_that_cannot_reach_the_broker_fails_and_releases_its_reservation
         failed = [r for r in desk.store.records("paper") if r.event_id.endswith(":failed")]
         assert "HTTP 503" in failed[0].payload["error"]
         assert flaky.inner.submissions == 0
+    finally:
+        desk.close()
+
+
+class LookupsGoDown(FlakyBroker):
+    """A broker whose order lookups fail once ``down`` is set; cancels still work."""
+
+    down = False
+
+    def get_by_client_order_id(self, client_order_id: str) -> Any:
+        if self.down:
+            raise RetryableFault("HTTP 503")
+        return super().get_by_client_order_id(client_order_id)
+
+
+def test_a_trade_that_fails_hands_what_its_cancel_found_filled_to_the_risk_entity(
+    tmp_path: Path,
+) -> None:
+    # The entry waits at the broker (latency), fills there while lookups are down, and the
+    # orchestration fails once its polls run out of retries. Its clean-up cancel finds the
+    # order filled: the books and the risk entity both have the position.
+    broker = LookupsGoDown(SimulatedBroker(SimulatorConfig(latency=timedelta(seconds=5))))
+    desk = make_desk(tmp_path, strategies=[SMA], broker=broker)
+    try:
+        desk.prices("AAPL", RISING)
+        desk.settle()
+        [trade_status] = desk.trades()
+        assert trade_status.runtime_status is RuntimeStatus.RUNNING
+        assert broker.inner.positions() == {}
+        broker.down = True
+        desk.prices("AAPL", [101.0] * 6)  # past the latency: the entry fills
+        desk.deliver()
+        assert broker.inner.positions() == {"AAPL": Decimal(10)}
+        desk.run_out()
+        [trade_status] = desk.trades()
+        assert trade_status.runtime_status is RuntimeStatus.FAILED
+        books = {p.symbol: p.quantity for p in desk.store.positions("paper")}
+        assert books == {"AAPL": Decimal(10)}
+        risk = RiskState.from_dict(desk.engine.read_entity(("RiskEntity", "paper")).state)
+        assert {s: p.quantity for s, p in risk.positions.items()} == {"AAPL": Decimal(10)}
+        assert risk.reservations == {}
     finally:
         desk.close()
 
