@@ -236,6 +236,9 @@ FILL_HANDOVER_WINDOW = timedelta(days=1)
 # margin for clocks that disagree.
 EXECUTION_DAYS_KEPT = 4
 
+# The audit event of a fill the entity refused as stale: ``<execution id>`` + this.
+STALE_FILL_SUFFIX = ":stale-fill"
+
 
 def recent_fills(
     fills: Iterable[Fill], ts: datetime, *, since: datetime | None = None
@@ -249,31 +252,66 @@ def recent_fills(
     return [fill for fill in fills if fill.ts_filled >= start]
 
 
+@functools.lru_cache(maxsize=64)
+def _fill_time(text: str) -> datetime:
+    return parse_ts(text, "execution_newest")
+
+
 class ExecutionIds:
     """The execution ids a risk state has applied, grouped by the risk day they were
     applied on, oldest first; only the newest ``EXECUTION_DAYS_KEPT`` days are kept.
+
+    Each day also keeps the newest ``ts_filled`` among its fills, and forgetting a day
+    moves ``forgotten_through`` up to that time. A fill not among the kept ids but booked
+    at or before ``forgotten_through`` may be one of the forgotten: it is stale, and the
+    risk state refuses it rather than apply it a second time. Every fill applied since
+    was booked after it, or its day would have been forgotten first, so nothing newer is
+    refused. (Ids kept from a state written before these times were recorded carry none:
+    forgetting them moves nothing.)
 
     Every operation reads and writes the whole state, but only a fill asks whether an id
     is among these: the lists pass through the others as they were read, and their set is
     built when a fill first asks."""
 
-    __slots__ = ("_days", "_index")
+    __slots__ = ("_days", "_index", "_newest", "forgotten_through")
 
-    def __init__(self, days: Iterable[tuple[str, list[str]]] = ()) -> None:
+    def __init__(
+        self,
+        days: Iterable[tuple[str, list[str]]] = (),
+        newest: Mapping[str, datetime] | None = None,
+        forgotten_through: datetime | None = None,
+    ) -> None:
         self._days: dict[str, list[str]] = {day: list(ids) for day, ids in days}
         self._index: set[str] | None = None
+        self._newest: dict[str, datetime] = {
+            day: ts for day, ts in (newest or {}).items() if day in self._days
+        }
+        self.forgotten_through = forgotten_through
 
     @classmethod
-    def from_state(cls, ids: object, days: object, day: str | None) -> ExecutionIds:
-        """``ids`` and ``days`` as ``to_state`` writes them. Without ``days`` (a state
-        written before ids were grouped, or by that code since) all the ids are taken as
-        applied on the state's current day."""
+    def from_state(
+        cls,
+        ids: object,
+        days: object,
+        day: str | None,
+        newest: object = None,
+        forgotten_through: object = None,
+    ) -> ExecutionIds:
+        """``ids``, ``days``, ``newest`` and ``forgotten_through`` as ``to_state`` writes
+        them. Without ``days`` (a state written before ids were grouped, or by that code
+        since) all the ids are taken as applied on the state's current day."""
         if ids is None:
             ids = []
         if not isinstance(ids, list):
             raise ValidationError("executions", "must be a list of execution ids")
+        times = _newest_times(newest)
+        through = (
+            None
+            if forgotten_through is None
+            else parse_ts(forgotten_through, "executions_forgotten_through")
+        )
         if days is None:
-            return cls([(str(day) if day else "", ids)] if ids else [])
+            return cls([(str(day) if day else "", ids)] if ids else [], times, through)
         if (
             not isinstance(days, list)
             or not all(
@@ -294,7 +332,7 @@ class ExecutionIds:
         for name, count in days:
             groups.append((name, ids[offset : offset + count]))
             offset += count
-        return cls(groups)
+        return cls(groups, times, through)
 
     def _ids_set(self) -> set[str]:
         if self._index is None:
@@ -313,8 +351,13 @@ class ExecutionIds:
             return NotImplemented
         return self.to_state() == other.to_state()
 
-    def add(self, execution_id: str, day: str | None) -> None:
-        """Remember an id applied on ``day`` (the risk day; ``None`` before the first)."""
+    def is_stale(self, ts_filled: datetime) -> bool:
+        """Whether an unknown fill booked at ``ts_filled`` may be one already forgotten."""
+        return self.forgotten_through is not None and ts_filled <= self.forgotten_through
+
+    def add(self, execution_id: str, day: str | None, ts_filled: datetime) -> None:
+        """Remember an id applied on ``day`` (the risk day; ``None`` before the first)
+        whose fill was booked at ``ts_filled``."""
         index = self._ids_set()
         if execution_id in index:
             return
@@ -324,18 +367,42 @@ class ExecutionIds:
             # A day not seen last: it becomes the newest, so its ids are kept the longest.
             self._days[key] = ids = self._days.pop(key, [])
             while len(self._days) > EXECUTION_DAYS_KEPT:
-                for forgotten in self._days.pop(next(iter(self._days))):
+                oldest = next(iter(self._days))
+                for forgotten in self._days.pop(oldest):
                     index.discard(forgotten)
+                newest = self._newest.pop(oldest, None)
+                if newest is not None and not self.is_stale(newest):
+                    self.forgotten_through = newest
         ids.append(execution_id)
         index.add(execution_id)
+        newest = self._newest.get(key)
+        if newest is None or ts_filled > newest:
+            self._newest[key] = ts_filled
 
-    def to_state(self) -> tuple[list[str], list[list[Any]]]:
+    def to_state(self) -> tuple[list[str], list[list[Any]], list[list[str]], str | None]:
         """All the ids, oldest day first, as one list (what code before the grouping reads,
-        so it still takes each execution once), and each day with its count of them."""
+        so it still takes each execution once), each day with its count of them, each
+        day's newest fill time, and the newest time forgotten."""
         return (
             [e for ids in self._days.values() for e in ids],
             [[day, len(ids)] for day, ids in self._days.items()],
+            [[day, ts_str(ts)] for day, ts in self._newest.items()],
+            None if self.forgotten_through is None else ts_str(self.forgotten_through),
         )
+
+
+def _newest_times(value: object) -> dict[str, datetime]:
+    if value is None:
+        return {}
+    if not isinstance(value, list) or not all(
+        isinstance(entry, list)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], str)
+        for entry in value
+    ):
+        raise ValidationError("execution_newest", "must be [day, timestamp] pairs")
+    return {day: _fill_time(text) for day, text in value}
 
 
 @dataclass(slots=True)
@@ -532,12 +599,22 @@ class RiskState:
             raise ValidationError("account", f"fill is for {fill.account}, not {self.account}")
         if fill.execution_id in self.executions:
             return {"applied": False, "halted": self.halted, "flatten": False}
+        if self.executions.is_stale(fill.ts_filled):
+            # Booked before fills this state has forgotten: applying it could count it twice.
+            forgotten = self.executions.forgotten_through
+            return {
+                "applied": False,
+                "stale": True,
+                "forgotten_through": None if forgotten is None else ts_str(forgotten),
+                "halted": self.halted,
+                "flatten": False,
+            }
         position = self.positions.get(fill.symbol) or Position(self.account, fill.symbol)
         after = position.apply(fill)
         self.realized_today += (after.realized_pnl - position.realized_pnl) - fill.fee
         self.positions[fill.symbol] = after
         self.last_price[fill.symbol] = fill.price
-        self.executions.add(fill.execution_id, self.day)
+        self.executions.add(fill.execution_id, self.day, fill.ts_filled)
         intent_id = fill.client_order_id.split(":", 1)[0]
         request = self.reservations.get(intent_id)
         if request is not None:
@@ -584,7 +661,7 @@ class RiskState:
     # -- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        executions, execution_days = self.executions.to_state()
+        executions, execution_days, execution_newest, forgotten = self.executions.to_state()
         return {
             "v": 1,
             "account": self.account,
@@ -603,6 +680,8 @@ class RiskState:
             "order_times": [_order_time_text(t) for t in self.order_times],
             "executions": executions,
             "execution_days": execution_days,
+            "execution_newest": execution_newest,
+            "executions_forgotten_through": forgotten,
         }
 
     @classmethod
@@ -632,7 +711,11 @@ class RiskState:
                 for t in data.get("order_times") or []
             ],
             executions=ExecutionIds.from_state(
-                data.get("executions"), data.get("execution_days"), data.get("day")
+                data.get("executions"),
+                data.get("execution_days"),
+                data.get("day"),
+                data.get("execution_newest"),
+                data.get("executions_forgotten_through"),
             ),
             # State written before this flag existed: limits other than none were set.
             limits_configured=bool(

@@ -67,7 +67,15 @@ class Entity:
         return [] if result["approved"] else [r["code"] for r in result["reasons"]]
 
     def fill(
-        self, execution: str, intent: str, side: str, qty: str, price: str, symbol: str = "AAPL"
+        self,
+        execution: str,
+        intent: str,
+        side: str,
+        qty: str,
+        price: str,
+        symbol: str = "AAPL",
+        *,
+        at: datetime = T0,
     ) -> dict[str, Any]:
         return self.call(
             "apply_fill",
@@ -78,7 +86,7 @@ class Entity:
                 "side": side,
                 "quantity": qty,
                 "price": price,
-                "ts_filled": T0.isoformat(),
+                "ts_filled": at.isoformat(),
                 "client_order_id": f"{intent}:entry",
             },
         )
@@ -212,26 +220,102 @@ def test_applied_execution_ids_keep_their_order_and_survive_other_operations() -
     assert entity.call("get")["positions"][0]["quantity"] == "3"
 
 
+def booked_on(day: str, hour: int = 15) -> datetime:
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+
+
 def test_execution_ids_are_kept_for_the_last_risk_days_with_fills() -> None:
     entity = Entity()
     days = [f"2026-03-{d:02d}" for d in range(2, 3 + EXECUTION_DAYS_KEPT)]
     for day in days:
         entity.call("reset_day", {"day": day})
         entity.call("reset_day", {"day": day})  # the end-of-day timer may say it twice
-        assert entity.fill(f"x-{day}", "i1", "buy", "1", "10")["applied"] is True
-        assert entity.fill(f"y-{day}", "i1", "buy", "1", "10")["applied"] is True
+        for execution, hour in (("x", 16), ("y", 15)):
+            result = entity.fill(
+                f"{execution}-{day}", "i1", "buy", "1", "10", at=booked_on(day, hour)
+            )
+            assert result["applied"] is True
     assert entity.state is not None
     assert [day for day, _ in groups(entity.state)] == days[1:]
     for day in days[1:]:
-        assert entity.fill(f"x-{day}", "i1", "buy", "1", "10")["applied"] is False
-    # The oldest day is forgotten: its ids would be applied again.
-    assert entity.fill(f"x-{days[0]}", "i1", "buy", "1", "10")["applied"] is True
-    newest = [days[-1], [f"x-{days[-1]}", f"y-{days[-1]}", f"x-{days[0]}"]]
-    assert groups(entity.state)[-1] == newest
+        assert (
+            entity.fill(f"x-{day}", "i1", "buy", "1", "10", at=booked_on(day))["applied"] is False
+        )
+    # The oldest day's ids are forgotten, and with them the newest time they were booked:
+    # a fill unknown now but booked by then may be one of them, and is refused as stale.
+    assert entity.state["executions_forgotten_through"] == booked_on(days[0], 16).isoformat()
+    for execution, at in (("x", booked_on(days[0], 16)), ("other", booked_on(days[0], 9))):
+        result = entity.fill(f"{execution}-{days[0]}", "i1", "buy", "1", "10", at=at)
+        assert result == {
+            "applied": False,
+            "stale": True,
+            "forgotten_through": booked_on(days[0], 16).isoformat(),
+            "halted": False,
+            "flatten": False,
+        }
+    assert entity.call("get")["positions"][0]["quantity"] == str(2 * len(days))
+    # A fill booked after that time cannot be among the forgotten: it is applied.
+    late = booked_on(days[0], 16) + timedelta(microseconds=1)
+    assert entity.fill("late", "i1", "buy", "1", "10", at=late)["applied"] is True
+    assert groups(entity.state)[-1] == [days[-1], [f"x-{days[-1]}", f"y-{days[-1]}", "late"]]
     # Days without fills do not push older ids out.
     for day in ("2026-04-01", "2026-04-02", "2026-04-03", "2026-04-06", "2026-04-07"):
         entity.call("reset_day", {"day": day})
-    assert entity.fill(f"x-{days[1]}", "i1", "buy", "1", "10")["applied"] is False
+    assert (
+        entity.fill(f"x-{days[1]}", "i1", "buy", "1", "10", at=booked_on(days[1]))["applied"]
+        is False
+    )
+    # Forgetting the next day moves the time up to its newest fill, never down.
+    entity.call("reset_day", {"day": "2026-04-08"})
+    assert entity.fill("new", "i1", "buy", "1", "10", at=booked_on("2026-04-08"))["applied"]
+    assert entity.state["executions_forgotten_through"] == booked_on(days[1], 16).isoformat()
+
+
+def test_the_forgotten_time_never_moves_back() -> None:
+    # The second risk day's only fill was booked before the first day's last one (a fill
+    # handed on late): forgetting that day leaves the time where it was.
+    entity = Entity()
+    booked = [booked_on("2026-03-02", 16), booked_on("2026-03-02", 10)]
+    booked += [booked_on(f"2026-03-{d:02d}") for d in range(4, 4 + EXECUTION_DAYS_KEPT)]
+    for index, at in enumerate(booked):
+        entity.call("reset_day", {"day": f"2026-03-{index + 2:02d}"})
+        assert entity.fill(f"x{index}", "i1", "buy", "1", "10", at=at)["applied"] is True
+    assert entity.state is not None
+    assert len(groups(entity.state)) == EXECUTION_DAYS_KEPT
+    assert entity.state["executions_forgotten_through"] == booked[0].isoformat()
+    assert entity.fill("x0", "i1", "buy", "1", "10", at=booked[0])["stale"] is True
+
+
+def test_forgotten_times_survive_the_state_and_bad_ones_are_refused() -> None:
+    entity = Entity()
+    for day in ("2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"):
+        entity.call("reset_day", {"day": day})
+        entity.fill(f"x-{day}", "i1", "buy", "1", "10", at=booked_on(day))
+    assert entity.state is not None
+    saved = json.loads(json.dumps(entity.state))
+    assert saved["execution_newest"] == [
+        [day, booked_on(day).isoformat()]
+        for day in ("2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06")
+    ]
+    assert RiskState.from_dict(saved).to_dict() == saved
+    for field, bad in (
+        ("execution_newest", [["2026-03-03"]]),
+        ("execution_newest", [["2026-03-03", "yesterday"]]),
+        ("execution_newest", {"2026-03-03": "2026-03-03T15:00:00+00:00"}),
+        ("executions_forgotten_through", "2026-03-02T15:00:00"),
+        ("executions_forgotten_through", 7),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            RiskState.from_dict({**saved, field: bad})
+        assert refused.value.field == field
+    # A state written before the times were kept (or by that code since): nothing is
+    # stale, and forgetting its untimed days moves nothing.
+    for key in ("execution_newest", "executions_forgotten_through"):
+        del entity.state[key]
+    assert entity.fill("old", "i1", "buy", "1", "10", at=booked_on("2026-03-01"))["applied"]
+    entity.call("reset_day", {"day": "2026-03-09"})
+    entity.fill("x-2026-03-09", "i1", "buy", "1", "10", at=booked_on("2026-03-09"))
+    assert entity.state["executions_forgotten_through"] is None
 
 
 def test_a_day_seen_again_becomes_the_newest() -> None:
