@@ -20,10 +20,11 @@ from domain.alerts import (
     flatten_incomplete_alert,
     risk_breach_alert,
     spike_alert,
+    stale_fill_alert,
     trade_failed_alert,
 )
 from domain.audit import AuditKind, Entry
-from domain.risk import DenialCode
+from domain.risk import STALE_FILL_SUFFIX, DenialCode
 
 LATENCY_METRIC = "tick_to_submit_ms"
 ERROR_METRIC = "dead_letter_share"
@@ -60,7 +61,7 @@ def observe(svc: Services, metric: str, value: float, *, ts: datetime) -> None:
 def from_audit(svc: Services, entries: list[Entry], *, ts: datetime) -> None:
     """Alerts for audited events worth a person's attention: a risk limit denying orders
     (a halt is announced by the kill switch itself), a trade that failed, a flatten that
-    left orders open."""
+    left orders open, a fill the risk entity refused as stale."""
     account = svc.settings.account
     for item in entries:
         payload = item.payload or {}
@@ -82,6 +83,16 @@ def from_audit(svc: Services, entries: list[Entry], *, ts: datetime) -> None:
                     account,
                     intent_id=item.event_id.removesuffix(":failed"),
                     error=str(payload.get("error") or ""),
+                    ts=ts,
+                )
+            )
+        elif item.kind is AuditKind.ALERT and item.event_id.endswith(STALE_FILL_SUFFIX):
+            svc.alerts.notify(
+                stale_fill_alert(
+                    account,
+                    execution_id=str(payload.get("execution_id") or ""),
+                    client_order_id=str(payload.get("client_order_id") or ""),
+                    forgotten_through=str(payload.get("forgotten_through") or ""),
                     ts=ts,
                 )
             )

@@ -50,6 +50,9 @@ class AlertKind(StrEnum):
     FLATTEN_INCOMPLETE = "flatten_incomplete"
     # A trade orchestration that failed and ran its clean-up: orders may need a look.
     TRADE_FAILED = "trade_failed"
+    # A fill the risk entity refused because it may be one it applied long ago and has
+    # forgotten: its exposure may be missing from the entity's view.
+    STALE_FILL = "stale_fill"
     # Alerts the rate limit held back, reported as one message.
     SUMMARY = "summary"
 
@@ -256,6 +259,32 @@ def trade_failed_alert(account: str, *, intent_id: str, error: str, ts: datetime
         ts=ts,
         details={"intent_id": intent_id, "error": error[:MAX_DETAIL_VALUE]},
         key=intent_id[:MAX_KEY],
+    )
+
+
+def stale_fill_alert(
+    account: str,
+    *,
+    execution_id: str,
+    client_order_id: str,
+    forgotten_through: str,
+    ts: datetime,
+) -> Alert:
+    """A fill the risk entity would not apply: booked at or before the newest fill whose
+    execution id it has since forgotten, so it may have been applied already. The books
+    have it either way; someone should compare the entity's positions with them."""
+    return Alert(
+        kind=AlertKind.STALE_FILL,
+        severity=Severity.CRITICAL,
+        title=f"Risk entity refused a stale fill ({account})",
+        account=account,
+        ts=ts,
+        details={
+            "execution_id": execution_id[:MAX_DETAIL_VALUE],
+            "client_order_id": client_order_id[:MAX_DETAIL_VALUE],
+            "forgotten_through": forgotten_through[:MAX_DETAIL_VALUE],
+        },
+        key=account[:MAX_KEY],
     )
 
 

@@ -15,6 +15,7 @@ import azure.durable_functions as df
 
 from domain.audit import AuditKind, Entry
 from domain.execution import MISSING, OPEN_STATUSES, LegOutcome
+from domain.risk import STALE_FILL_SUFFIX
 from domain.serde import dec_str, ts_str
 
 RISK_ENTITY = "RiskEntity"
@@ -100,9 +101,23 @@ class Tracker:
 
 def apply_fills(context: Ctx, account: str, fills: list[dict[str, Any]]) -> Steps:
     """Each new fill goes to the risk entity; a breach of the daily loss limit starts the
-    account's flatten orchestration (once a day)."""
+    account's flatten orchestration (once a day). A fill the entity refuses as stale (it
+    may be one it applied long ago and has forgotten) is audited, which raises an alert."""
     for fill in fills:
         result = yield context.call_entity(risk_entity(account), "apply_fill", fill)
+        if isinstance(result, Mapping) and result.get("stale"):
+            execution_id = str(fill.get("execution_id"))
+            refused = {
+                "execution_id": execution_id,
+                "client_order_id": fill.get("client_order_id"),
+                "ts_filled": fill.get("ts_filled"),
+                "forgotten_through": result.get("forgotten_through"),
+            }
+            correlation = {"client_order_id": str(fill.get("client_order_id"))}
+            yield from audit(
+                context,
+                entry(AuditKind.ALERT, execution_id + STALE_FILL_SUFFIX, refused, correlation),
+            )
         if isinstance(result, Mapping) and result.get("flatten"):
             day = context.current_utc_datetime.strftime("%Y%m%d")
             instance_id = f"{FLATTEN_INSTANCE_PREFIX}{account}-{day}-loss"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from devhost.host import DevHost, HostConfig
 from devhost.http_host import HostKeys
 from devhost.server import BackgroundServer
 from domain import audit
+from domain.alerts import Alert, AlertKind, Severity
 from domain.ports import Books, Broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -186,3 +188,24 @@ def make_desk(
 
 
 ZERO = Decimal(0)
+
+
+class RecordingSink:
+    """An alert notifier that keeps what it is told, for tests to look at."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+        self._lock = threading.Lock()
+
+    def notify(self, alert: Alert) -> None:
+        with self._lock:
+            self.alerts.append(alert)
+
+    def flush(self, timeout: float) -> bool:
+        return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+    def kinds(self) -> list[tuple[AlertKind, Severity]]:
+        return [(a.kind, a.severity) for a in self.alerts]

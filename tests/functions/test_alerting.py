@@ -3,7 +3,6 @@ reconciliation mismatch, and latency or error-rate spikes, from where each happe
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -12,32 +11,13 @@ from pathlib import Path
 import pytest
 
 from activities import alerting, service
-from domain.alerts import Alert, AlertKind, Severity
+from domain.alerts import AlertKind, Severity
 from domain.model import OrderType, Side
 from domain.orders import OrderLeg
 from domain.risk import RiskLimits
-from tests.functions.desk import Desk, make_desk
+from tests.functions.desk import Desk, RecordingSink, make_desk
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
-
-
-class RecordingSink:
-    def __init__(self) -> None:
-        self.alerts: list[Alert] = []
-        self._lock = threading.Lock()
-
-    def notify(self, alert: Alert) -> None:
-        with self._lock:
-            self.alerts.append(alert)
-
-    def flush(self, timeout: float) -> bool:
-        return True
-
-    def close(self, timeout: float = 5.0) -> None:
-        pass
-
-    def kinds(self) -> list[tuple[AlertKind, Severity]]:
-        return [(a.kind, a.severity) for a in self.alerts]
 
 
 def desk_with_sink(tmp_path: Path, **settings: object) -> tuple[Desk, RecordingSink]:

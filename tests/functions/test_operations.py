@@ -4,6 +4,7 @@ from the broker and alerts on the rest, and the end of day flattens, snapshots a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,13 +14,14 @@ import pytest
 from activities import service
 from activities.operations import WATERMARK_KEY
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
+from domain.alerts import AlertKind, Severity
 from domain.errors import RetryableFault
 from domain.execution import BrokerOrder, LegOutcome
 from domain.model import OrderType, Side, TimeInForce
 from domain.orders import OrderLeg
-from domain.risk import RiskLimits
+from domain.risk import EXECUTION_DAYS_KEPT, STALE_FILL_SUFFIX, RiskLimits
 from domain.serde import ts_str
-from tests.functions.desk import Desk, make_desk, trade
+from tests.functions.desk import Desk, RecordingSink, make_desk, trade
 from tests.functions.faults import FlakyBroker
 
 
@@ -248,5 +250,52 @@ def test_after_an_outage_reconciliation_hands_on_what_the_books_took_in_meanwhil
         assert applied(desk) == [f"{cid}@10"]
         positions = risk(desk)["positions"]
         assert isinstance(positions, list) and positions[0]["quantity"] == "10"
+    finally:
+        desk.close()
+
+
+def test_a_fill_the_risk_entity_has_forgotten_is_refused_as_stale_and_alerted(
+    tmp_path: Path,
+) -> None:
+    """A fill applied a week ago, whose id the risk entity has forgotten since (four later
+    risk days had fills), comes back with a reconciliation after a week's outage. The
+    entity refuses it as stale instead of counting it twice; the refusal is audited and
+    alerted."""
+    desk = make_desk(tmp_path)
+    sink = RecordingSink()
+    desk.services.alerts = sink
+    entity = ("RiskEntity", "paper")
+    try:
+        now = desk.clock.now()
+        week_ago = now - timedelta(days=7)
+        desk.engine.signal_entity(entity, "reset_day", {"day": week_ago.date().isoformat()})
+        cid, outcome = filled_earlier(desk, "int-old", week_ago)
+        [fill] = outcome.fills
+        desk.engine.signal_entity(entity, "apply_fill", fill.to_dict())
+        for days_ago in range(6, 6 - EXECUTION_DAYS_KEPT, -1):
+            at = now - timedelta(days=days_ago)
+            desk.engine.signal_entity(entity, "reset_day", {"day": at.date().isoformat()})
+            later = replace(fill, execution_id=f"later-{days_ago}", ts_filled=at)
+            desk.engine.signal_entity(entity, "apply_fill", later.to_dict())
+        desk.settle()
+        assert fill.execution_id not in applied(desk)
+        assert risk(desk)["executions_forgotten_through"] == ts_str(fill.ts_filled)
+        desk.store.save(WATERMARK_KEY, {"ts": ts_str(week_ago)}, expected_version=None)
+        desk.fire("reconciliation")
+        desk.settle()
+        [run] = [s for s in desk.engine.query() if s.name == "reconcile"]
+        assert run.output is not None and run.output["fills"] == 1  # handed on again
+        positions = risk(desk)["positions"]
+        assert isinstance(positions, list)
+        assert positions[0]["quantity"] == str(10 * (1 + EXECUTION_DAYS_KEPT))
+        [refusal] = [
+            r for r in desk.store.records("paper") if r.event_id.endswith(STALE_FILL_SUFFIX)
+        ]
+        assert refusal.event_id == fill.execution_id + STALE_FILL_SUFFIX
+        assert refusal.payload["forgotten_through"] == ts_str(fill.ts_filled)
+        [alert] = [a for a in sink.alerts if a.kind is AlertKind.STALE_FILL]
+        assert alert.severity is Severity.CRITICAL
+        assert alert.details["execution_id"] == fill.execution_id
+        assert alert.details["client_order_id"] == cid
     finally:
         desk.close()
