@@ -25,6 +25,9 @@ log = logging.getLogger("desk.sqlite")
 # The committing connection's own checkpoint, only reached if the thread cannot keep up
 # (a checkpoint every 0.2 s copies a few hundred pages at most under the loads seen here).
 BACKSTOP_PAGES = 16_000
+# A checkpoint lets the writer start the log over from its beginning, but the file keeps
+# the size of its largest burst; past this many bytes the writer cuts it back then.
+JOURNAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class WalCheckpointer:
@@ -32,9 +35,15 @@ class WalCheckpointer:
     committing connection ``writer`` only the backstop of its own."""
 
     def __init__(
-        self, path: str | Path, writer: sqlite3.Connection, *, interval: float = 0.2
+        self,
+        path: str | Path,
+        writer: sqlite3.Connection,
+        *,
+        interval: float = 0.2,
+        journal_limit: int = JOURNAL_LIMIT_BYTES,
     ) -> None:
         writer.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
+        writer.execute(f"PRAGMA journal_size_limit={int(journal_limit)}")
         self._path = str(path)
         self._interval = interval
         self._pending = False

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from adapters.sqlite_store import SqliteStore
-from adapters.sqlite_wal import BACKSTOP_PAGES, WalCheckpointer
+from adapters.sqlite_wal import BACKSTOP_PAGES, JOURNAL_LIMIT_BYTES, WalCheckpointer
 
 
 def _wait_for(condition: object, timeout: float = 5.0) -> bool:
@@ -26,6 +26,8 @@ def test_the_writer_leaves_routine_checkpoints_to_the_thread(tmp_path: Path) -> 
     checkpointer = WalCheckpointer(tmp_path / "x.sqlite", db)
     (pages,) = db.execute("PRAGMA wal_autocheckpoint").fetchone()
     assert pages == BACKSTOP_PAGES
+    (limit,) = db.execute("PRAGMA journal_size_limit").fetchone()
+    assert limit == JOURNAL_LIMIT_BYTES
     checkpointer.close()
     db.close()
 
@@ -52,6 +54,30 @@ def test_commits_are_checkpointed_shortly_after(tmp_path: Path) -> None:
         db.close()
     thread = checkpointer._thread
     assert thread is not None and not thread.is_alive(), "closing stops the thread"
+
+
+def test_the_log_is_cut_back_after_a_burst(tmp_path: Path) -> None:
+    path = tmp_path / "burst.sqlite"
+    wal = tmp_path / "burst.sqlite-wal"
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE t (v BLOB)")
+    checkpointer = WalCheckpointer(path, db, interval=0.02, journal_limit=256 * 1024)
+    try:
+        db.execute("BEGIN")
+        for _ in range(500):
+            db.execute("INSERT INTO t VALUES (randomblob(4000))")
+        db.execute("COMMIT")
+        assert wal.stat().st_size > 2_000_000, "one burst: the log holds all of it"
+        checkpointer.note_commit()
+        assert _wait_for(lambda: checkpointer.checkpoints >= 1)
+        db.execute("INSERT INTO t VALUES (x'00')")  # the writer starts the log over
+        assert wal.stat().st_size <= 256 * 1024
+        (count,) = db.execute("SELECT count(*) FROM t").fetchone()
+        assert count == 501
+    finally:
+        checkpointer.close()
+        db.close()
 
 
 def test_books_store_checkpoints_and_keeps_every_write(tmp_path: Path) -> None:
