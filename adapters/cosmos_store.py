@@ -505,6 +505,26 @@ class CosmosStore:
             raise RetryableFault(f"claim {key!r}: taken, but not readable yet")
         return Claim(key, False, existing["value"])
 
+    def forget_claims(self, prefix: str, *, before: datetime) -> int:
+        if not prefix:
+            raise ValueError("a prefix is required: claims are forgotten by kind")
+        found = self._query(
+            "claims",
+            "SELECT c.id, c.key FROM c WHERE STARTSWITH(c.key, @prefix) AND c.ts < @before",
+            prefix=prefix,
+            before=ts_str(before),
+        )
+        forgotten = 0
+        for item in found:
+            try:
+                self._c["claims"].delete_item(item["id"], partition_key=item["key"])
+            except cosmos_errors.CosmosResourceNotFoundError:
+                continue  # gone already (another instance's pass)
+            except cosmos_errors.CosmosHttpResponseError as error:
+                raise _faults(error) from error
+            forgotten += 1
+        return forgotten
+
     # -- signal state ------------------------------------------------------------------------
 
     def _state_docs(self, keys: Sequence[str]) -> list[dict[str, Any]]:

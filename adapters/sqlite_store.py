@@ -385,6 +385,16 @@ class SqliteStore:
             row = db.execute("SELECT value FROM claims WHERE key = ?", (key,)).fetchone()
         return Claim(key, False, json.loads(row[0]))
 
+    def forget_claims(self, prefix: str, *, before: datetime) -> int:
+        if not prefix:
+            raise ValueError("a prefix is required: claims are forgotten by kind")
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM claims WHERE substr(key, 1, ?) = ? AND ts_claimed < ?",
+                (len(prefix), prefix, ts_str(before)),
+            )
+            return cursor.rowcount
+
     # -- signal state ----------------------------------------------------------------------
 
     def load(self, key: str) -> Versioned | None:

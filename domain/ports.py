@@ -88,6 +88,11 @@ class IdempotencyStore(Protocol):
         """Atomically store ``value`` under ``key`` unless the key exists."""
         ...
 
+    def forget_claims(self, prefix: str, *, before: datetime) -> int:
+        """Remove the claims whose key starts with ``prefix`` made before ``before``, for
+        keys that stop mattering after a while; returns how many went."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Versioned:
