@@ -14,7 +14,7 @@ signed, stale or a replay of one already taken is refused before anything is rea
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -33,6 +33,11 @@ from triggers.ticks import ORDER_UPDATE_EVENT, raw_event
 log = logging.getLogger("desk.trade_updates")
 
 HUB = "trade-updates"
+# Each accepted signature is claimed once in the books. A signature is refused anyway once
+# its timestamp is out of the window (``signing.DEFAULT_WINDOW`` either side of now), so its
+# claim is needed no longer than that; an hour leaves room for clocks that disagree.
+REPLAY_CLAIM_PREFIX = "webhook:"
+REPLAY_CLAIMS_KEPT = timedelta(hours=1)
 
 
 def order_of(body: bytes) -> dict[str, str]:
@@ -135,7 +140,8 @@ async def trade_update_webhook(
     except ValidationError as error:
         log.warning("trade-update webhook refused: %s", error)
         return _refusal(401, error.field, error.reason)
-    if not svc.store.claim(f"webhook:{checked}", {"ts": now.isoformat()}, ts=now).created:
+    claim = svc.store.claim(f"{REPLAY_CLAIM_PREFIX}{checked}", {"ts": now.isoformat()}, ts=now)
+    if not claim.created:
         return _refusal(409, signing.SIGNATURE_HEADER, "already taken (a replay)")
     try:
         update = order_of(body)
@@ -143,3 +149,12 @@ async def trade_update_webhook(
         return _refusal(400, error.field, error.reason)
     await wake(client, update)
     return func.HttpResponse(status_code=202)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 45 0 * * *")
+def forget_webhook_replays(timer: func.TimerRequest) -> None:
+    """Each night: drop the webhook's replay claims older than any signature it would still
+    take, so the books do not keep one row per trade update for ever."""
+    before = datetime.now(UTC) - REPLAY_CLAIMS_KEPT
+    forgotten = services().store.forget_claims(REPLAY_CLAIM_PREFIX, before=before)
+    log.info("trade-update webhook: %d replay claims from before %s forgotten", forgotten, before)

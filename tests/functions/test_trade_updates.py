@@ -14,6 +14,7 @@ import requests
 
 from domain import signing
 from tests.functions.desk import Desk, make_desk
+from triggers.trade_updates import REPLAY_CLAIM_PREFIX, REPLAY_CLAIMS_KEPT
 
 
 @pytest.fixture
@@ -142,6 +143,21 @@ def test_the_webhook_refuses_what_is_not_authentic_and_fresh(
     assert response.status_code == status
     assert response.json()["error"]["field"] == field
     assert KEY.decode() not in response.text + caplog.text
+
+
+def test_replay_claims_are_forgotten_once_no_signature_could_use_them(hooked: Desk) -> None:
+    old = datetime.now(UTC) - REPLAY_CLAIMS_KEPT - timedelta(minutes=1)
+    hooked.store.claim(f"{REPLAY_CLAIM_PREFIX}v1=old", {"ts": old.isoformat()}, ts=old)
+    body = update("int-nobody:entry")
+    signed = signing.sign(KEY, body, datetime.now(UTC))
+    headers = {"Content-Type": "application/json", **signed}
+    first = hooked.http("POST", "webhooks/trade-updates", data=body, headers=headers)
+    assert first.status_code == 202, first.text
+    hooked.fire("forget_webhook_replays")
+    # The old claim went; the fresh one stays, so its replay is still refused.
+    assert hooked.store.claim(f"{REPLAY_CLAIM_PREFIX}v1=old", {}, ts=old).created is True
+    again = hooked.http("POST", "webhooks/trade-updates", data=body, headers=headers)
+    assert again.status_code == 409
 
 
 def test_the_webhook_is_off_without_a_secret(desk: Desk) -> None:
