@@ -42,6 +42,29 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _body(
+    partition: str,
+    seq: int,
+    ts_text: str,
+    kind: AuditKind,
+    event_id: str,
+    correlation: dict[str, str],
+    payload: dict[str, Any],
+    prev_hash: str,
+) -> dict[str, Any]:
+    return {
+        "v": AUDIT_SCHEMA_VERSION,
+        "partition": partition,
+        "seq": seq,
+        "ts_recorded": ts_text,
+        "kind": kind.value,
+        "event_id": event_id,
+        "correlation": correlation,
+        "payload": payload,
+        "prev_hash": prev_hash,
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
     partition: str
@@ -65,17 +88,16 @@ class AuditRecord:
 
     def body(self) -> dict[str, Any]:
         """Everything the hash covers: all fields but the hash itself."""
-        return {
-            "v": AUDIT_SCHEMA_VERSION,
-            "partition": self.partition,
-            "seq": self.seq,
-            "ts_recorded": ts_str(self.ts_recorded),
-            "kind": self.kind.value,
-            "event_id": self.event_id,
-            "correlation": dict(self.correlation),
-            "payload": dict(self.payload),
-            "prev_hash": self.prev_hash,
-        }
+        return _body(
+            self.partition,
+            self.seq,
+            ts_str(self.ts_recorded),
+            self.kind,
+            self.event_id,
+            dict(self.correlation),
+            dict(self.payload),
+            self.prev_hash,
+        )
 
     def compute_hash(self) -> str:
         return _digest(canonical_json(self.body()))
@@ -143,20 +165,48 @@ def next_record(
     """The sealed record that follows ``previous`` (``None`` starts a chain)."""
     if ts_recorded.tzinfo is None:
         raise ValidationError("ts_recorded", "must be timezone-aware")
+    return _next_sealed(
+        previous, partition, ts_recorded, ts_str(ts_recorded), kind, event_id, correlation, payload
+    )
+
+
+def _next_sealed(
+    previous: AuditRecord | None,
+    partition: str,
+    ts_recorded: datetime,
+    ts_text: str,
+    kind: AuditKind,
+    event_id: str,
+    correlation: Mapping[str, str] | None,
+    payload: Mapping[str, Any] | None,
+) -> AuditRecord:
+    """``next_record`` with the timestamp's text given (``ts_str(ts_recorded)``, which a
+    batch of records shares). The record is built once, already sealed, rather than built
+    and then copied with its hash: this is on the way of every signal."""
     if previous is not None and previous.partition != partition:
         raise ValidationError("partition", "a chain never crosses partitions")
+    seq = 0 if previous is None else previous.seq + 1
+    prev_hash = GENESIS_HASH if previous is None else previous.hash
+    own_correlation = dict(correlation or {})
+    own_payload = dict(payload or {})
     # Sealing hashes the canonical JSON of the body: a payload it cannot encode fails
     # here, at write time, not when a verifier reads it back.
-    return AuditRecord(
+    text = canonical_json(
+        _body(partition, seq, ts_text, kind, event_id, own_correlation, own_payload, prev_hash)
+    )
+    record = AuditRecord(
         partition=partition,
-        seq=0 if previous is None else previous.seq + 1,
+        seq=seq,
         ts_recorded=ts_recorded,
         kind=kind,
         event_id=event_id,
-        correlation=dict(correlation or {}),
-        payload=dict(payload or {}),
-        prev_hash=GENESIS_HASH if previous is None else previous.hash,
-    ).sealed()
+        correlation=own_correlation,
+        payload=own_payload,
+        prev_hash=prev_hash,
+        hash=_digest(text),
+    )
+    object.__setattr__(record, "_sealed_body", text)
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,17 +345,21 @@ def append_many(
     todo = [item for item in unique if item.event_id not in known]
     if not todo:
         return 0
+    if ts_recorded.tzinfo is None:
+        raise ValidationError("ts_recorded", "must be timezone-aware")
+    ts_text = ts_str(ts_recorded)
     records: list[AuditRecord] = []
     previous = store.head(partition)
     for item in todo:
-        previous = next_record(
+        previous = _next_sealed(
             previous,
-            partition=partition,
-            ts_recorded=ts_recorded,
-            kind=item.kind,
-            event_id=item.event_id,
-            correlation=item.correlation,
-            payload=item.payload,
+            partition,
+            ts_recorded,
+            ts_text,
+            item.kind,
+            item.event_id,
+            item.correlation,
+            item.payload,
         )
         records.append(previous)
     if not store.insert_many(records):
