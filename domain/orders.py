@@ -218,7 +218,14 @@ class OrderIntent:
     def derive_id(
         source: str, account: str, symbols: list[str], ts_signal: datetime, target: Any
     ) -> str:
-        return stable_id("int", source, account, symbols, ts_str(ts_signal), target)
+        return OrderIntent.derive_id_at(source, account, symbols, ts_str(ts_signal), target)
+
+    @staticmethod
+    def derive_id_at(
+        source: str, account: str, symbols: list[str], ts_signal_text: str, target: Any
+    ) -> str:
+        """``derive_id`` with the signal time already given as ``ts_str(ts_signal)``."""
+        return stable_id("int", source, account, symbols, ts_signal_text, target)
 
     @property
     def symbols(self) -> list[str]:

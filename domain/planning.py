@@ -122,8 +122,12 @@ def plan_intent(
         s: round_price(as_decimal(p), _instrument(s))
         for s, p in zip(signal.symbols, signal.prices, strict=True)
     }
-    intent_id = OrderIntent.derive_id(
-        signal.strategy_id, account, list(signal.symbols), signal.ts_signal, list(signal.targets)
+    intent_id = OrderIntent.derive_id_at(
+        signal.strategy_id,
+        account,
+        list(signal.symbols),
+        signal.ts_signal_text,
+        list(signal.targets),
     )
     legs: tuple[OrderLeg, ...]
     if len(signal.symbols) == 2:

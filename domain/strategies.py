@@ -38,14 +38,19 @@ class Signal:
     targets: tuple[int, ...]
     prices: tuple[float, ...]
     ts_signal: datetime
-    # Derived from the fields above, once: planning and the audit trail both need it.
+    # Derived from the fields above, once: planning and the audit trail both need them
+    # (``ts_signal_text`` is ``ts_str(ts_signal)``, which the signal's id, its intent's id
+    # and its audit record all hold).
     signal_id: str = field(init=False, repr=False, compare=False)
+    ts_signal_text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        ts_text = ts_str(self.ts_signal)
         signal_id = stable_id(
-            "sig", self.strategy_id, list(self.symbols), ts_str(self.ts_signal), list(self.targets)
+            "sig", self.strategy_id, list(self.symbols), ts_text, list(self.targets)
         )
         object.__setattr__(self, "signal_id", signal_id)
+        object.__setattr__(self, "ts_signal_text", ts_text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,7 +59,7 @@ class Signal:
             "symbols": list(self.symbols),
             "targets": list(self.targets),
             "prices": list(self.prices),
-            "ts_signal": ts_str(self.ts_signal),
+            "ts_signal": self.ts_signal_text,
         }
 
     @classmethod

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from domain.errors import ValidationError
 from domain.model import OrderType, Side
-from domain.orders import PlanKind
+from domain.orders import OrderIntent, PlanKind
 from domain.planning import SizingRule, plan_intent
+from domain.serde import ts_str
 from domain.strategies import Signal
 
 T0 = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -29,6 +30,18 @@ def test_a_flip_from_short_to_long_trades_twice_the_unit() -> None:
     assert intent.reference_prices == {"AAPL": D("101.00")}
     again = plan_intent(single(1), (-1,), SizingRule(D(10)), account="paper")
     assert again is not None and again.intent_id == intent.intent_id
+
+
+def test_the_intent_id_is_derived_from_the_signal_time_in_utc() -> None:
+    # A signal stamped in another zone names the same instant: the same ids, and the time
+    # written as UTC wherever the signal is recorded.
+    local = T0.astimezone(timezone(timedelta(hours=-5)))
+    signal = Signal("sma:AAPL", ("AAPL",), (1,), (101.0,), local)
+    assert signal.to_dict()["ts_signal"] == ts_str(T0) == "2026-03-02T15:00:00+00:00"
+    assert signal.signal_id == single(1).signal_id
+    intent = plan_intent(signal, (0,), SizingRule(D(10)), account="paper")
+    assert intent is not None
+    assert intent.intent_id == OrderIntent.derive_id("sma:AAPL", "paper", ["AAPL"], T0, [1])
 
 
 def test_no_change_of_target_is_no_intent() -> None:
