@@ -31,6 +31,7 @@ from domain.audit import AuditKind
 from domain.errors import Conflict, RetryableFault, ValidationError
 from domain.execution import BrokerOrder, TradeRequest
 from domain.market import ParseError, Tick, feed_trade, parse_market_event, parse_tick
+from domain.orders import OrderIntent
 from domain.planning import SizingRule, plan_intent
 from domain.strategies import AnyStrategy, Signal, build_strategy
 
@@ -118,6 +119,17 @@ class Batch:
     ticks: int = 0
     cursors: dict[str, int] = field(default_factory=dict)
     slots: list[_Slot] = field(default_factory=list)
+
+
+def _notional(intent: OrderIntent) -> Decimal:
+    """What the intent's entries are worth at the signal's prices."""
+    return sum(
+        (
+            leg.quantity * intent.reference_prices.get(leg.symbol, Decimal(0))
+            for leg in intent.entry_legs
+        ),
+        Decimal(0),
+    )
 
 
 def _strategy_config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,15 +332,11 @@ class SignalProcessor:
         slot.targets = signal.targets
         if intent is None:
             return
-        notional = sum(
-            (leg.quantity * intent.reference_prices.get(leg.symbol, Decimal(0)))
-            for leg in intent.entry_legs
-        )
         threshold = settings.approval_notional
         batch.requests.append(
             TradeRequest(
                 intent=intent,
-                requires_approval=threshold is not None and notional > threshold,
+                requires_approval=threshold is not None and _notional(intent) > threshold,
                 approval_timeout_s=settings.approval_timeout_s,
                 entry_timeout_s=settings.entry_timeout_s,
                 exit_timeout_s=settings.exit_timeout_s,

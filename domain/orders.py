@@ -34,6 +34,7 @@ from domain.serde import (
 )
 
 MAX_CLIENT_ORDER_ID = 128  # Alpaca's limit
+_ID_UNSAFE = frozenset("/\\#?: ")  # what an intent id cannot hold (a leg's id adds ':')
 _LEG_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -179,7 +180,7 @@ class OrderIntent:
             shown = " or ".join(str(option) for option in expected)
             raise ValidationError("legs", f"a {self.kind.value} plan has legs {shown}")
         longest = max(len(leg.client_order_id(self.intent_id)) for leg in self.legs)
-        if longest > MAX_CLIENT_ORDER_ID or any(c in self.intent_id for c in "/\\#?: "):
+        if longest > MAX_CLIENT_ORDER_ID or not _ID_UNSAFE.isdisjoint(self.intent_id):
             raise ValidationError("intent_id", "too long, or holds a character ids cannot")
         if self.kind is PlanKind.BRACKET:
             self._check_bracket()

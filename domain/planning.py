@@ -116,7 +116,7 @@ def plan_intent(
         change = new - old
         quantity = round_quantity(abs(size * change), _instrument(symbol))
         deltas.append(quantity if change > 0 else -quantity)
-    if all(d == 0 for d in deltas):
+    if not any(deltas):  # every change rounds to no lots
         return None
     prices = {
         s: round_price(as_decimal(p), _instrument(s))

@@ -74,6 +74,24 @@ def test_an_intent_id_that_would_overflow_the_client_order_id_is_refused() -> No
     assert error.value.field == "intent_id"
 
 
+@pytest.mark.parametrize("char", list("/\\#?: "))
+def test_an_intent_id_holding_a_character_ids_cannot_is_refused(char: str) -> None:
+    def intent(intent_id: str) -> OrderIntent:
+        return OrderIntent(
+            intent_id=intent_id,
+            account="a",
+            source="s",
+            kind=PlanKind.SINGLE,
+            legs=(OrderLeg("entry", "AAPL", Side.BUY, D("1")),),
+            ts_created=T0,
+        )
+
+    assert intent("int-ab_c.d-1").intent_id == "int-ab_c.d-1"
+    with pytest.raises(ValidationError) as error:
+        intent(f"int-ab{char}cd")
+    assert error.value.field == "intent_id"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
