@@ -2,8 +2,8 @@
 
 Both re-derive the grid's configurations from the request (the same code, the same order),
 so a slice travels as (offset, count) and the bars as a reference; each process keeps the
-bars it loaded last, since the slices of one request all read the same data. numpy and the
-engine load on the first call, not when the function app starts.
+bars it loaded last, since the slices of one request all read the same data. numpy, the
+engine and the job model load on the first call, not when the function app starts.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from activities.blueprint import bp
-from domain.backtest_jobs import HIGHER_IS_BETTER, BacktestJob, leaderboard, slices
 from domain.errors import ValidationError
 from domain.serde import require
 
 if TYPE_CHECKING:
     from domain.backtest import Bars
+    from domain.backtest_jobs import BacktestJob
 
 _bars_lock = threading.Lock()
 
@@ -47,6 +47,7 @@ def plan(job: BacktestJob) -> dict[str, Any]:
     """Checks the request all the way (grid, execution model, metric) and splits it."""
     from domain.backtest import ExecutionModel
     from domain.backtest.metrics import check_metric, check_metric_names
+    from domain.backtest_jobs import HIGHER_IS_BETTER, slices
 
     check_metric(job.metric)
     if job.wanted is not None:
@@ -64,6 +65,7 @@ def plan(job: BacktestJob) -> dict[str, Any]:
 def run_slice(job: BacktestJob, offset: int, count: int) -> dict[str, Any]:
     """The slice's best ``job.top`` rows: all the leaderboard can take from it."""
     from domain.backtest import ExecutionModel, sweep
+    from domain.backtest_jobs import HIGHER_IS_BETTER, leaderboard
 
     configs, _skipped = _configs(job)
     if not 0 <= offset < len(configs) or count < 1:
@@ -91,6 +93,8 @@ def run_slice(job: BacktestJob, offset: int, count: int) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def plan_backtest(payload: dict[str, Any]) -> dict[str, Any]:
+    from domain.backtest_jobs import BacktestJob
+
     try:
         return plan(BacktestJob.from_dict(payload))
     except ValidationError as error:
@@ -99,6 +103,8 @@ def plan_backtest(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload")
 def backtest_slice(payload: dict[str, Any]) -> dict[str, Any]:
+    from domain.backtest_jobs import BacktestJob
+
     try:
         job = BacktestJob.from_dict(require(payload, "job"))
         offset, count = require(payload, "offset"), require(payload, "count")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.backtest_jobs import BacktestJob, leaderboard
 from orchestrators.blueprint import bp
 from orchestrators.steps import Ctx, Steps, retry_options
 
@@ -18,6 +17,10 @@ WAVE = 32
 
 
 def run_backtest(context: Ctx) -> Steps:
+    # Imported on the first run rather than at start-up: a cost only backtests pay. A pure
+    # domain module, so replays stay deterministic.
+    from domain.backtest_jobs import BacktestJob, leaderboard
+
     job = BacktestJob.from_dict(context.get_input() or {})
     request = job.to_dict()
     context.set_custom_status({"stage": "planning"})

@@ -16,8 +16,6 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.backtest_data import parse_source
-from domain.backtest_jobs import BacktestJob
 from domain.errors import ValidationError
 from triggers.http_api import HttpError, body_of, desk_route
 
@@ -46,6 +44,11 @@ def confined(data: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
 async def start_backtest(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
+    # Imported here: the data loaders and the job model are a cost only this route pays,
+    # not every cold start of the app.
+    from activities.backtest_data import parse_source
+    from domain.backtest_jobs import BacktestJob
+
     body = body_of(req)
     if not isinstance(body, dict):
         raise HttpError(400, "body", "must be a JSON object")

@@ -20,7 +20,6 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities.dashboard import dashboard_data
 from adapters.bootstrap import services
 from triggers.http_api import RISK_ENTITY, HttpError, desk_route, reply
 
@@ -71,6 +70,10 @@ def _check_params(req: func.HttpRequest) -> None:
 
 
 async def _data(client: df.DurableOrchestrationClient) -> dict[str, Any]:
+    # Imported here: the dashboard's views and figures are a cost only its routes pay,
+    # not every cold start of the app.
+    from activities.dashboard import dashboard_data
+
     svc = services()
     found = await client.read_entity_state(df.EntityId(RISK_ENTITY, svc.settings.account))
     state = found.entity_state if found.entity_exists else None

@@ -27,10 +27,8 @@ from domain.alerts import kill_switch_alert
 from domain.audit import AuditKind
 from domain.errors import ValidationError
 from domain.execution import TradeRequest
-from domain.manual import ManualOrder, parse_idempotency_key
 from domain.risk import RiskLimits, RiskState
 from domain.serde import dec_str, parse_ts, require_str, ts_str
-from triggers import openapi
 from triggers.blueprint import bp
 from triggers.ticks import TRADE_ORCHESTRATOR, processor
 
@@ -132,6 +130,9 @@ def _account(value: object, *, present: bool = False) -> str:
 async def post_order(
     req: func.HttpRequest, client: df.DurableOrchestrationClient
 ) -> func.HttpResponse:
+    # Imported here: manual orders are an operator's path; the ticks' path never needs this.
+    from domain.manual import ManualOrder, parse_idempotency_key
+
     svc = services()
     settings = svc.settings
     order = ManualOrder.from_body(body_of(req), default_account=settings.account)
@@ -458,4 +459,6 @@ async def metrics(
 
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    from triggers import openapi  # a large literal, built only when someone asks for it
+
     return reply(openapi.document())

@@ -11,7 +11,6 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import operations
-from activities.archive import archive_day
 from activities.service import DEAD_LETTER_PARTITION as INGEST_PARTITION
 from adapters.bootstrap import services
 from adapters.durable_client import start_once
@@ -89,6 +88,8 @@ async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationCl
 def archive_audit(timer: func.TimerRequest) -> None:
     """Each night: write yesterday's audit chains (the account's and ingest) to the
     write-once archive, when one is configured."""
+    from activities.archive import archive_day  # a nightly job: not a cold start's cost
+
     svc = services()
     archive = svc.archive()
     if archive is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import azure.functions as func
@@ -33,6 +35,37 @@ def test_function_app_only_registers_blueprints() -> None:
     assert statements[0].startswith("app = df.DFApp(")
     assert all(s.startswith("app.register_functions(") for s in statements[1:])
     assert len(statements) == 4
+
+
+# What a cold start must not load: modules that only some functions use (they import them
+# when they run) and the heavy libraries behind them. Each name was once loaded by
+# ``import function_app``; ``bench.imports`` measures what keeping them out is worth.
+LOADED_ON_FIRST_USE = (
+    "activities.archive",  # the nightly archive timer
+    "activities.backtest_data",  # POST /api/backtests and the backtest activities
+    "activities.dashboard",  # the dashboard routes
+    "activities.report",
+    "domain.backtest",
+    "domain.backtest_jobs",
+    "domain.manual",  # POST /api/orders
+    "triggers.openapi",  # GET /api/openapi.json
+    "numpy",
+    "pandas",
+    "alpaca",
+    "azure.cosmos",
+    "azure.identity",
+    "azure.storage.blob",
+)
+
+
+def test_importing_the_app_leaves_what_only_some_functions_use_unloaded() -> None:
+    probe = "import json, sys, function_app; print(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(out.stdout))
+    assert "triggers.ticks" in loaded  # the probe did import the app
+    assert sorted(loaded.intersection(LOADED_ON_FIRST_USE)) == []
 
 
 def test_host_json_pins_the_bundle_and_takes_the_hub_from_a_setting() -> None:
