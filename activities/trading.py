@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import alerting, operations, service
+from activities import alerting, service
 from activities.blueprint import bp
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
@@ -265,6 +265,8 @@ def _count_denials(entries: list[audit.Entry]) -> None:
 @observed
 def reconcile_books(payload: dict[str, Any]) -> dict[str, Any]:
     """The books against the broker: what it proves is booked; see ``operations.reconcile``."""
+    from activities import operations  # housekeeping: loaded by the first run, not at start-up
+
     ts = parse_ts(require(payload, "ts"), "ts")
     run_id = payload.get("run_id")
     result = operations.reconcile(services(), ts=ts, run_id=None if run_id is None else str(run_id))

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import azure.durable_functions as df
 import azure.functions as func
 
-from activities import operations
 from activities.service import DEAD_LETTER_PARTITION as INGEST_PARTITION
 from adapters.bootstrap import services
 from adapters.durable_client import start_once
@@ -21,13 +20,16 @@ log = logging.getLogger("desk.timers")
 RISK_ENTITY = "RiskEntity"
 FLATTEN_ORCHESTRATOR = "flatten"
 RECONCILE_ORCHESTRATOR = "reconcile"
-END_OF_DAY = operations.END_OF_DAY
 
 
 @bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=True)
 @bp.durable_client_input(client_name="client")
 async def warm_up(timer: func.TimerRequest, client: df.DurableOrchestrationClient) -> None:
     """Touch the books and the broker; give the risk entity the configured limits."""
+    # The housekeeping module loads here, on the warm-up that runs at start-up, rather
+    # than in the import the host waits for; no tick or order needs it.
+    from activities import operations
+
     svc = services()
     market = operations.warm_up(svc)
     limits = svc.settings.risk_limits
@@ -57,6 +59,8 @@ async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationCl
     """Before the close: flatten, and halt new entries for the rest of the session. After
     it: snapshot the day, reset the risk day, and lift the end-of-day halt (a halt for any
     other reason stays until an operator resumes)."""
+    from activities import operations
+
     svc = services()
     account = svc.settings.account
     plan = operations.plan_day(svc, minutes_before_close=svc.settings.flatten_before_close_min)
@@ -66,7 +70,7 @@ async def end_of_day(timer: func.TimerRequest, client: df.DurableOrchestrationCl
             client,
             FLATTEN_ORCHESTRATOR,
             instance_id,
-            {"account": account, "reason": END_OF_DAY},
+            {"account": account, "reason": operations.END_OF_DAY},
         )
     if plan.close_day is not None:
         entity = df.EntityId(RISK_ENTITY, account)

@@ -44,6 +44,7 @@ LOADED_ON_FIRST_USE = (
     "activities.archive",  # the nightly archive timer
     "activities.backtest_data",  # POST /api/backtests and the backtest activities
     "activities.dashboard",  # the dashboard routes
+    "activities.operations",  # the warm-up, end-of-day and reconciliation housekeeping
     "activities.report",
     "domain.backtest",
     "domain.backtest_jobs",
