@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 
 from adapters.alert_webhook import AlertSettings, NullNotifier, build_notifier
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
-from adapters.sqlite_store import SqliteStore
 from domain.alerts import AlertSink
 from domain.errors import ValidationError
 from domain.ports import ArchiveStore, Books, Broker, Clock
@@ -281,6 +280,10 @@ def build_store(settings: Settings) -> Books:
             cosmos.endpoint, credential=credential, connection_verify=cosmos.verify_tls
         )
         return CosmosStore(client, cosmos.database)
+    # Imported here too: Azure keeps the books in Cosmos DB, so sqlite3 and this store are
+    # loaded only where SQLite is chosen, by the first call for the services.
+    from adapters.sqlite_store import SqliteStore
+
     settings.books_path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteStore(settings.books_path)
 
