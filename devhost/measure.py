@@ -45,6 +45,22 @@ class Invocations:
             tally.count += 1
             tally.total_ms += duration_ms
 
+    def take(self) -> list[tuple[str, str, int, float]]:
+        """What was counted since the last ``take`` (name, trigger, count, total ms), for a
+        worker process to hand to the host process; the tallies start again from zero."""
+        with self._lock:
+            taken = [(n, t.trigger, t.count, t.total_ms) for n, t in self._tallies.items()]
+            self._tallies.clear()
+        return taken
+
+    def merge(self, taken: list[tuple[str, str, int, float]]) -> None:
+        """Add what another process's ``take`` returned."""
+        with self._lock:
+            for name, trigger, count, total_ms in taken:
+                tally = self._tallies.setdefault(name, _Tally(trigger))
+                tally.count += count
+                tally.total_ms += total_ms
+
     def measured(self, name: str, trigger: str, function: Callable[..., Any]) -> Callable[..., Any]:
         """``function``, counting its invocations and their time (awaited, for a coroutine)."""
         if inspect.iscoroutinefunction(function):

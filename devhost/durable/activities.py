@@ -26,6 +26,7 @@ from azure.functions.durable_functions import ActivityTriggerConverter
 from azure.functions.meta import Datum
 
 from devhost import worker_loop
+from devhost.measure import INVOCATIONS
 
 
 @dataclass(frozen=True)
@@ -97,13 +98,18 @@ def _init_worker(app_import: str) -> None:
     _worker_functions.update(catalog.activities)
 
 
-def _invoke_in_worker(name: str, input_json: str | None) -> ActivityOutcome:
+Measured = list[tuple[str, str, int, float]]
+
+
+def _invoke_in_worker(name: str, input_json: str | None) -> tuple[ActivityOutcome, Measured]:
+    """The outcome, and the invocation as the worker measured it: the host process counts
+    it with its own (a worker's counts would otherwise never be written)."""
     function = _worker_functions.get(name.lower())
     if function is None:
-        return ActivityOutcome(
-            ok=False, reason=f"Activity function '{name}' failed: not found in worker"
-        )
-    return invoke(function, input_json)
+        missing = f"Activity function '{name}' failed: not found in worker"
+        return ActivityOutcome(ok=False, reason=missing), INVOCATIONS.take()
+    outcome = invoke(function, input_json)
+    return outcome, INVOCATIONS.take()
 
 
 def import_object(reference: str) -> Any:
@@ -156,15 +162,18 @@ class ActivityRunner:
             done(failure(name, LookupError(f"no activity function named {name!r}")))
             return
         if self._processes is not None and key in self._cpu_bound:
-            future: Future[ActivityOutcome] = self._processes.submit(
+            future: Future[tuple[ActivityOutcome, Measured]] = self._processes.submit(
                 _invoke_in_worker, name, input_json
             )
 
-            def relay(finished: Future[ActivityOutcome]) -> None:
+            def relay(finished: Future[tuple[ActivityOutcome, Measured]]) -> None:
                 try:
-                    done(finished.result())
+                    outcome, measured = finished.result()
                 except Exception as error:
                     done(failure(name, error))
+                    return
+                INVOCATIONS.merge(measured)
+                done(outcome)
 
             future.add_done_callback(relay)
             return

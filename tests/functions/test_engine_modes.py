@@ -20,6 +20,7 @@ from devhost.durable import (
     VirtualClock,
 )
 from devhost.durable.history import parse_ts
+from devhost.measure import INVOCATIONS
 from tests.functions import conformance_app
 from tests.functions.conftest import T0
 from tests.functions.history_outline import episodes, outline
@@ -154,6 +155,7 @@ def test_background_mode_fires_timers_when_a_virtual_clock_is_advanced(
 
 
 def test_cpu_bound_activities_run_in_worker_processes(tmp_path: Path, clock: VirtualClock) -> None:
+    counted_before = INVOCATIONS.snapshot().get("burn_cpu", {"count": 0})["count"]
     with DurableEngine(
         conformance_app.app,
         tmp_path / "durable.db",
@@ -170,6 +172,10 @@ def test_cpu_bound_activities_run_in_worker_processes(tmp_path: Path, clock: Vir
         results = status.output
         assert [r["total"] for r in results] == [sum(i * i for i in range(20_000))] * 4
         assert all(r["pid"] != os.getpid() for r in results)
+    # The workers' invocations are counted where the run's measurement is written.
+    counted = INVOCATIONS.snapshot()["burn_cpu"]
+    assert counted["count"] - counted_before == 4
+    assert counted["trigger"] == "activity" and counted["total_duration_ms"] > 0
 
 
 def test_a_chained_round_carries_an_orchestration_through_its_entity_calls(
