@@ -252,9 +252,16 @@ def recent_fills(
     return [fill for fill in fills if fill.ts_filled >= start]
 
 
+# The times below travel as text in the entity's state, read and written by every operation
+# while they rarely change: each is converted once.
 @functools.lru_cache(maxsize=64)
-def _fill_time(text: str) -> datetime:
-    return parse_ts(text, "execution_newest")
+def _fill_time(text: str, field: str) -> datetime:
+    return parse_ts(text, field)
+
+
+@functools.lru_cache(maxsize=64)
+def _fill_time_text(ts: datetime) -> str:
+    return ts_str(ts)
 
 
 class ExecutionIds:
@@ -305,11 +312,11 @@ class ExecutionIds:
         if not isinstance(ids, list):
             raise ValidationError("executions", "must be a list of execution ids")
         times = _newest_times(newest)
-        through = (
-            None
-            if forgotten_through is None
-            else parse_ts(forgotten_through, "executions_forgotten_through")
-        )
+        through = None
+        if forgotten_through is not None:
+            if not isinstance(forgotten_through, str):
+                raise ValidationError("executions_forgotten_through", "must be a timestamp")
+            through = _fill_time(forgotten_through, "executions_forgotten_through")
         if days is None:
             return cls([(str(day) if day else "", ids)] if ids else [], times, through)
         if (
@@ -386,8 +393,8 @@ class ExecutionIds:
         return (
             [e for ids in self._days.values() for e in ids],
             [[day, len(ids)] for day, ids in self._days.items()],
-            [[day, ts_str(ts)] for day, ts in self._newest.items()],
-            None if self.forgotten_through is None else ts_str(self.forgotten_through),
+            [[day, _fill_time_text(ts)] for day, ts in self._newest.items()],
+            None if self.forgotten_through is None else _fill_time_text(self.forgotten_through),
         )
 
 
@@ -402,7 +409,7 @@ def _newest_times(value: object) -> dict[str, datetime]:
         for entry in value
     ):
         raise ValidationError("execution_newest", "must be [day, timestamp] pairs")
-    return {day: _fill_time(text) for day, text in value}
+    return {day: _fill_time(text, "execution_newest") for day, text in value}
 
 
 @dataclass(slots=True)
