@@ -50,8 +50,8 @@ class AlertKind(StrEnum):
     FLATTEN_INCOMPLETE = "flatten_incomplete"
     # A trade orchestration that failed and ran its clean-up: orders may need a look.
     TRADE_FAILED = "trade_failed"
-    # A fill the risk entity refused because it may be one it applied long ago and has
-    # forgotten: its exposure may be missing from the entity's view.
+    # A fill handed to the risk entity again long after it was applied, which the entity
+    # refused: something is handing on settled fills.
     STALE_FILL = "stale_fill"
     # Alerts the rate limit held back, reported as one message.
     SUMMARY = "summary"
@@ -270,13 +270,14 @@ def stale_fill_alert(
     forgotten_through: str,
     ts: datetime,
 ) -> Alert:
-    """A fill the risk entity would not apply: booked at or before the newest fill whose
-    execution id it has since forgotten, so it may have been applied already. The books
-    have it either way; someone should compare the entity's positions with them."""
+    """A fill handed to the risk entity again after it forgot the fill's id: booked at or
+    before ``forgotten_through``, it was handed on and applied before, so the entity
+    refused it. Nothing is wrong in the books, but something handed on a long-settled
+    fill (an orchestration resumed days later, books restored from a backup)."""
     return Alert(
         kind=AlertKind.STALE_FILL,
-        severity=Severity.CRITICAL,
-        title=f"Risk entity refused a stale fill ({account})",
+        severity=Severity.WARNING,
+        title=f"Risk entity refused a fill it had applied before ({account})",
         account=account,
         ts=ts,
         details={

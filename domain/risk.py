@@ -266,27 +266,33 @@ def _fill_time_text(ts: datetime) -> str:
 
 class ExecutionIds:
     """The execution ids a risk state has applied, grouped by the risk day they were
-    applied on, oldest first; only the newest ``EXECUTION_DAYS_KEPT`` days are kept.
+    applied on, oldest first; only the newest ``EXECUTION_DAYS_KEPT`` days are kept, and
+    of older ones only those that reconciliation has vouched for.
 
-    Each day also keeps the newest ``ts_filled`` among its fills, and forgetting a day
-    moves ``forgotten_through`` up to that time. A fill not among the kept ids but booked
-    at or before ``forgotten_through`` may be one of the forgotten: it is stale, and the
-    risk state refuses it rather than apply it a second time. Every fill applied since
-    was booked after it, or its day would have been forgotten first, so nothing newer is
-    refused. (Ids kept from a state written before these times were recorded carry none:
-    forgetting them moves nothing.)
+    Each day also keeps the newest ``ts_filled`` among its fills. Reconciliation tells
+    the state (``handed_through``) that every fill booked up to a time has been handed to
+    it, and a day is forgotten only once its newest fill is at or before that time; its
+    newest fill time then becomes ``forgotten_through``. A fill not among the kept ids but
+    booked at or before ``forgotten_through`` was handed on before, so it was applied (or
+    refused) then: it is stale, and the state refuses it rather than apply it twice. A
+    fill that was never handed on is booked after ``handed_through`` and so after
+    ``forgotten_through``: it is never refused. While reconciliation does not complete,
+    nothing is forgotten. (Ids kept from a state written before these times were
+    recorded carry none: they are forgotten as before, and forgetting them moves
+    nothing.)
 
     Every operation reads and writes the whole state, but only a fill asks whether an id
     is among these: the lists pass through the others as they were read, and their set is
     built when a fill first asks."""
 
-    __slots__ = ("_days", "_index", "_newest", "forgotten_through")
+    __slots__ = ("_days", "_index", "_newest", "forgotten_through", "handed_through")
 
     def __init__(
         self,
         days: Iterable[tuple[str, list[str]]] = (),
         newest: Mapping[str, datetime] | None = None,
         forgotten_through: datetime | None = None,
+        handed_through: datetime | None = None,
     ) -> None:
         self._days: dict[str, list[str]] = {day: list(ids) for day, ids in days}
         self._index: set[str] | None = None
@@ -294,6 +300,7 @@ class ExecutionIds:
             day: ts for day, ts in (newest or {}).items() if day in self._days
         }
         self.forgotten_through = forgotten_through
+        self.handed_through = handed_through
 
     @classmethod
     def from_state(
@@ -303,22 +310,21 @@ class ExecutionIds:
         day: str | None,
         newest: object = None,
         forgotten_through: object = None,
+        handed_through: object = None,
     ) -> ExecutionIds:
-        """``ids``, ``days``, ``newest`` and ``forgotten_through`` as ``to_state`` writes
-        them. Without ``days`` (a state written before ids were grouped, or by that code
-        since) all the ids are taken as applied on the state's current day."""
+        """``ids``, ``days``, ``newest``, ``forgotten_through`` and ``handed_through`` as
+        ``to_state`` writes them. Without ``days`` (a state written before ids were
+        grouped, or by that code since) all the ids are taken as applied on the state's
+        current day."""
         if ids is None:
             ids = []
         if not isinstance(ids, list):
             raise ValidationError("executions", "must be a list of execution ids")
         times = _newest_times(newest)
-        through = None
-        if forgotten_through is not None:
-            if not isinstance(forgotten_through, str):
-                raise ValidationError("executions_forgotten_through", "must be a timestamp")
-            through = _fill_time(forgotten_through, "executions_forgotten_through")
+        through = _optional_time(forgotten_through, "executions_forgotten_through")
+        handed = _optional_time(handed_through, "fills_handed_through")
         if days is None:
-            return cls([(str(day) if day else "", ids)] if ids else [], times, through)
+            return cls([(str(day) if day else "", ids)] if ids else [], times, through, handed)
         if (
             not isinstance(days, list)
             or not all(
@@ -339,7 +345,7 @@ class ExecutionIds:
         for name, count in days:
             groups.append((name, ids[offset : offset + count]))
             offset += count
-        return cls(groups, times, through)
+        return cls(groups, times, through, handed)
 
     def _ids_set(self) -> set[str]:
         if self._index is None:
@@ -373,29 +379,58 @@ class ExecutionIds:
         if ids is None or next(reversed(self._days)) != key:
             # A day not seen last: it becomes the newest, so its ids are kept the longest.
             self._days[key] = ids = self._days.pop(key, [])
-            while len(self._days) > EXECUTION_DAYS_KEPT:
-                oldest = next(iter(self._days))
-                for forgotten in self._days.pop(oldest):
-                    index.discard(forgotten)
-                newest = self._newest.pop(oldest, None)
-                if newest is not None and not self.is_stale(newest):
-                    self.forgotten_through = newest
+            self._forget_old()
         ids.append(execution_id)
         index.add(execution_id)
         newest = self._newest.get(key)
         if newest is None or ts_filled > newest:
             self._newest[key] = ts_filled
 
-    def to_state(self) -> tuple[list[str], list[list[Any]], list[list[str]], str | None]:
+    def handed(self, through: datetime) -> None:
+        """Every fill booked up to ``through`` has been handed to this state (the time only
+        moves forward); days older than the kept ones that it covers are forgotten."""
+        if self.handed_through is None or through > self.handed_through:
+            self.handed_through = through
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        while len(self._days) > EXECUTION_DAYS_KEPT:
+            oldest = next(iter(self._days))
+            newest = self._newest.get(oldest)
+            if newest is not None and (self.handed_through is None or newest > self.handed_through):
+                return  # a fill of that day may not have been handed on yet: keep it
+            for forgotten in self._days.pop(oldest):
+                if self._index is not None:
+                    self._index.discard(forgotten)
+            self._newest.pop(oldest, None)
+            if newest is not None and not self.is_stale(newest):
+                self.forgotten_through = newest
+
+    def to_state(
+        self,
+    ) -> tuple[list[str], list[list[Any]], list[list[str]], str | None, str | None]:
         """All the ids, oldest day first, as one list (what code before the grouping reads,
         so it still takes each execution once), each day with its count of them, each
-        day's newest fill time, and the newest time forgotten."""
+        day's newest fill time, the newest time forgotten and the time handed through."""
         return (
             [e for ids in self._days.values() for e in ids],
             [[day, len(ids)] for day, ids in self._days.items()],
             [[day, _fill_time_text(ts)] for day, ts in self._newest.items()],
-            None if self.forgotten_through is None else _fill_time_text(self.forgotten_through),
+            _optional_text(self.forgotten_through),
+            _optional_text(self.handed_through),
         )
+
+
+def _optional_time(value: object, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a timestamp")
+    return _fill_time(value, field)
+
+
+def _optional_text(ts: datetime | None) -> str | None:
+    return None if ts is None else _fill_time_text(ts)
 
 
 def _newest_times(value: object) -> dict[str, datetime]:
@@ -660,6 +695,11 @@ class RiskState:
         self.order_times = []
         return {"day": day, "halted": self.halted}
 
+    def fills_handed(self, through: datetime) -> dict[str, Any]:
+        """Reconciliation has handed on every fill the books took in up to ``through``."""
+        self.executions.handed(through)
+        return {"handed_through": _optional_text(self.executions.handed_through)}
+
     def set_limits(self, limits: RiskLimits) -> dict[str, Any]:
         self.limits = limits
         self.limits_configured = True
@@ -668,7 +708,7 @@ class RiskState:
     # -- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        executions, execution_days, execution_newest, forgotten = self.executions.to_state()
+        executions, execution_days, execution_newest, forgotten, handed = self.executions.to_state()
         return {
             "v": 1,
             "account": self.account,
@@ -689,6 +729,7 @@ class RiskState:
             "execution_days": execution_days,
             "execution_newest": execution_newest,
             "executions_forgotten_through": forgotten,
+            "fills_handed_through": handed,
         }
 
     @classmethod
@@ -723,6 +764,7 @@ class RiskState:
                 data.get("day"),
                 data.get("execution_newest"),
                 data.get("executions_forgotten_through"),
+                data.get("fills_handed_through"),
             ),
             # State written before this flag existed: limits other than none were set.
             limits_configured=bool(
@@ -773,6 +815,10 @@ def _op_reset_day(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any
     return state.reset_day(_payload_str(payload, "day"))
 
 
+def _op_fills_handed(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
+    return state.fills_handed(parse_ts(require(payload, "through"), "through"))
+
+
 def _op_set_limits(state: RiskState, payload: Mapping[str, Any]) -> dict[str, Any]:
     return state.set_limits(RiskLimits.from_dict(payload))
 
@@ -789,6 +835,7 @@ OPERATIONS: dict[str, Operation] = {
     "resume": _op_resume,
     "reset_day": _op_reset_day,
     "set_limits": _op_set_limits,
+    "fills_handed": _op_fills_handed,
     "get": _op_get,
 }
 

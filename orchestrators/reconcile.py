@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.risk import FILL_HANDOVER_WINDOW
+from domain.serde import ts_str
 from orchestrators.blueprint import bp
-from orchestrators.steps import Ctx, Steps, apply_fills, now_str, retry_options
+from orchestrators.steps import Ctx, Steps, apply_fills, now_str, retry_options, risk_entity
 
 
 def run_reconcile(context: Ctx) -> Steps:
@@ -19,6 +21,13 @@ def run_reconcile(context: Ctx) -> Steps:
         "reconcile_books", retry_options(), {"ts": now_str(context), "run_id": context.instance_id}
     )
     yield from apply_fills(context, account, list(found["fills"]))
+    # Every fill booked up to a day before this run has reached the entity now: through
+    # this run, or an earlier one (each hands on the last day's, and everything since the
+    # last run that completed). The entity may forget the ids of days older than that.
+    handed_through = context.current_utc_datetime - FILL_HANDOVER_WINDOW
+    yield context.call_entity(
+        risk_entity(account), "fills_handed", {"through": ts_str(handed_through)}
+    )
     result = {
         "account": account,
         "fixed": found["fixed"],

@@ -224,6 +224,16 @@ def booked_on(day: str, hour: int = 15) -> datetime:
     return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
 
 
+def forgotten_through(entity: Entity) -> object:
+    assert entity.state is not None
+    return entity.state["executions_forgotten_through"]
+
+
+def handed(entity: Entity, through: datetime) -> dict[str, Any]:
+    """Reconciliation's word that every fill booked up to ``through`` was handed on."""
+    return entity.call("fills_handed", {"through": through.isoformat()})
+
+
 def test_execution_ids_are_kept_for_the_last_risk_days_with_fills() -> None:
     entity = Entity()
     days = [f"2026-03-{d:02d}" for d in range(2, 3 + EXECUTION_DAYS_KEPT)]
@@ -236,14 +246,25 @@ def test_execution_ids_are_kept_for_the_last_risk_days_with_fills() -> None:
             )
             assert result["applied"] is True
     assert entity.state is not None
+    # More days than are kept, but nobody has vouched that their fills were all handed
+    # on: nothing is forgotten yet.
+    assert [day for day, _ in groups(entity.state)] == days
+    assert forgotten_through(entity) is None
+    # Reconciliation has handed on everything booked until just before the oldest day's
+    # last fill: that day may still have a fill to come, and is kept.
+    handed(entity, booked_on(days[0], 16) - timedelta(microseconds=1))
+    assert [day for day, _ in groups(entity.state)] == days
+    assert handed(entity, booked_on(days[0], 16)) == {
+        "handed_through": booked_on(days[0], 16).isoformat()
+    }
     assert [day for day, _ in groups(entity.state)] == days[1:]
     for day in days[1:]:
         assert (
             entity.fill(f"x-{day}", "i1", "buy", "1", "10", at=booked_on(day))["applied"] is False
         )
     # The oldest day's ids are forgotten, and with them the newest time they were booked:
-    # a fill unknown now but booked by then may be one of them, and is refused as stale.
-    assert entity.state["executions_forgotten_through"] == booked_on(days[0], 16).isoformat()
+    # a fill unknown now but booked by then was handed on before, and is refused as stale.
+    assert forgotten_through(entity) == booked_on(days[0], 16).isoformat()
     for execution, at in (("x", booked_on(days[0], 16)), ("other", booked_on(days[0], 9))):
         result = entity.fill(f"{execution}-{days[0]}", "i1", "buy", "1", "10", at=at)
         assert result == {
@@ -258,17 +279,47 @@ def test_execution_ids_are_kept_for_the_last_risk_days_with_fills() -> None:
     late = booked_on(days[0], 16) + timedelta(microseconds=1)
     assert entity.fill("late", "i1", "buy", "1", "10", at=late)["applied"] is True
     assert groups(entity.state)[-1] == [days[-1], [f"x-{days[-1]}", f"y-{days[-1]}", "late"]]
+    # An older word from reconciliation moves nothing back.
+    handed(entity, booked_on(days[0], 1))
+    assert entity.state["fills_handed_through"] == booked_on(days[0], 16).isoformat()
     # Days without fills do not push older ids out.
     for day in ("2026-04-01", "2026-04-02", "2026-04-03", "2026-04-06", "2026-04-07"):
         entity.call("reset_day", {"day": day})
+    handed(entity, booked_on("2026-04-07"))
     assert (
         entity.fill(f"x-{days[1]}", "i1", "buy", "1", "10", at=booked_on(days[1]))["applied"]
         is False
     )
-    # Forgetting the next day moves the time up to its newest fill, never down.
+    # A new day with fills pushes the next one out, once it has been vouched for.
     entity.call("reset_day", {"day": "2026-04-08"})
     assert entity.fill("new", "i1", "buy", "1", "10", at=booked_on("2026-04-08"))["applied"]
-    assert entity.state["executions_forgotten_through"] == booked_on(days[1], 16).isoformat()
+    assert forgotten_through(entity) == booked_on(days[1], 16).isoformat()
+
+
+def test_a_fill_never_handed_on_is_applied_however_old_its_day() -> None:
+    # A fill booked on the first day but lost on its way (its orchestration failed), while
+    # reconciliation was down: trading went on for more days than are kept. Nothing was
+    # forgotten meanwhile, so when reconciliation hands the fill on at last, it applies.
+    entity = Entity()
+    days = [f"2026-03-{d:02d}" for d in range(2, 3 + EXECUTION_DAYS_KEPT)]
+    handed(entity, booked_on(days[0], 8))  # the last run before the outage
+    for day in days:
+        entity.call("reset_day", {"day": day})
+        assert entity.fill(f"x-{day}", "i1", "buy", "1", "10", at=booked_on(day, 16))["applied"]
+    lost = entity.fill("lost", "i1", "buy", "1", "10", at=booked_on(days[0], 9))
+    assert lost["applied"] is True
+    assert entity.call("get")["positions"][0]["quantity"] == str(len(days) + 1)
+    # The run that handed it on completes: now the first day can be forgotten. The lost
+    # fill was applied on the newest day and is still known; the first day's own fill,
+    # handed on again, is refused as stale.
+    handed(entity, booked_on(days[-1], 17))
+    assert entity.state is not None
+    assert len(groups(entity.state)) == EXECUTION_DAYS_KEPT
+    again = entity.fill("lost", "i1", "buy", "1", "10", at=booked_on(days[0], 9))
+    assert again["applied"] is False and "stale" not in again
+    first = entity.fill(f"x-{days[0]}", "i1", "buy", "1", "10", at=booked_on(days[0], 16))
+    assert first["stale"] is True
+    assert entity.call("get")["positions"][0]["quantity"] == str(len(days) + 1)
 
 
 def test_the_forgotten_time_never_moves_back() -> None:
@@ -280,9 +331,10 @@ def test_the_forgotten_time_never_moves_back() -> None:
     for index, at in enumerate(booked):
         entity.call("reset_day", {"day": f"2026-03-{index + 2:02d}"})
         assert entity.fill(f"x{index}", "i1", "buy", "1", "10", at=at)["applied"] is True
+    handed(entity, booked_on("2026-03-03"))
     assert entity.state is not None
     assert len(groups(entity.state)) == EXECUTION_DAYS_KEPT
-    assert entity.state["executions_forgotten_through"] == booked[0].isoformat()
+    assert forgotten_through(entity) == booked[0].isoformat()
     assert entity.fill("x0", "i1", "buy", "1", "10", at=booked[0])["stale"] is True
 
 
@@ -291,12 +343,14 @@ def test_forgotten_times_survive_the_state_and_bad_ones_are_refused() -> None:
     for day in ("2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06"):
         entity.call("reset_day", {"day": day})
         entity.fill(f"x-{day}", "i1", "buy", "1", "10", at=booked_on(day))
+    handed(entity, booked_on("2026-03-02"))
     assert entity.state is not None
     saved = json.loads(json.dumps(entity.state))
     assert saved["execution_newest"] == [
         [day, booked_on(day).isoformat()]
         for day in ("2026-03-03", "2026-03-04", "2026-03-05", "2026-03-06")
     ]
+    assert saved["fills_handed_through"] == booked_on("2026-03-02").isoformat()
     assert RiskState.from_dict(saved).to_dict() == saved
     for field, bad in (
         ("execution_newest", [["2026-03-03"]]),
@@ -304,18 +358,22 @@ def test_forgotten_times_survive_the_state_and_bad_ones_are_refused() -> None:
         ("execution_newest", {"2026-03-03": "2026-03-03T15:00:00+00:00"}),
         ("executions_forgotten_through", "2026-03-02T15:00:00"),
         ("executions_forgotten_through", 7),
+        ("fills_handed_through", "soon"),
     ):
         with pytest.raises(ValidationError) as refused:
             RiskState.from_dict({**saved, field: bad})
         assert refused.value.field == field
+    refused_op = entity.call("fills_handed", {"through": "2026-03-02"})
+    assert refused_op["error"]["field"] == "through"
     # A state written before the times were kept (or by that code since): nothing is
-    # stale, and forgetting its untimed days moves nothing.
-    for key in ("execution_newest", "executions_forgotten_through"):
+    # stale, its untimed days are forgotten as before, and that moves nothing.
+    for key in ("execution_newest", "executions_forgotten_through", "fills_handed_through"):
         del entity.state[key]
     assert entity.fill("old", "i1", "buy", "1", "10", at=booked_on("2026-03-01"))["applied"]
     entity.call("reset_day", {"day": "2026-03-09"})
     entity.fill("x-2026-03-09", "i1", "buy", "1", "10", at=booked_on("2026-03-09"))
-    assert entity.state["executions_forgotten_through"] is None
+    assert len(groups(entity.state)) == EXECUTION_DAYS_KEPT
+    assert forgotten_through(entity) is None
 
 
 def test_a_day_seen_again_becomes_the_newest() -> None:
