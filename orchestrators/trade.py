@@ -356,7 +356,12 @@ def _fail(context: Ctx, error: Exception) -> Steps:
         )
         # What the broker filled before the cancels took effect is on the books now, and
         # its exposure belongs to the risk entity too (which skips fills it has applied).
-        yield from apply_fills(context, intent.account, Tracker().update(outcomes))
+        # Each fill on its own: one the entity cannot take does not hold back the others.
+        for fill in Tracker().update(outcomes):
+            try:
+                yield from apply_fills(context, intent.account, [fill])
+            except Exception:
+                continue
 
     def release() -> Steps:
         yield context.call_entity(
