@@ -388,10 +388,13 @@ class SqliteStore:
     def forget_claims(self, prefix: str, *, before: datetime) -> int:
         if not prefix:
             raise ValueError("a prefix is required: claims are forgotten by kind")
+        # The keys with the prefix are those from the prefix up to the same text with its
+        # last character one higher: a range the primary key's index answers.
+        following = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         with self._transaction() as db:
             cursor = db.execute(
-                "DELETE FROM claims WHERE substr(key, 1, ?) = ? AND ts_claimed < ?",
-                (len(prefix), prefix, ts_str(before)),
+                "DELETE FROM claims WHERE key >= ? AND key < ? AND ts_claimed < ?",
+                (prefix, following, ts_str(before)),
             )
             return cursor.rowcount
 

@@ -158,14 +158,22 @@ def test_an_idempotency_key_is_claimed_once_and_returns_the_first_value(
 
 
 def test_claims_of_one_kind_made_before_a_time_are_forgotten(store: Books) -> None:
-    for minutes, key in ((0, "webhook:a"), (1, "webhook:b"), (5, "webhook:c"), (0, "start:a")):
+    for minutes, key in (
+        (0, "webhook:a"),
+        (1, "webhook:b"),
+        (5, "webhook:c"),
+        (0, "start:a"),
+        (0, "webhook"),
+        (0, "webhooks:a"),
+    ):
         store.claim(key, {"n": minutes}, ts=T0 + timedelta(minutes=minutes))
     assert store.forget_claims("webhook:", before=T0 + timedelta(minutes=1)) == 1
     assert store.forget_claims("webhook:", before=T0 + timedelta(minutes=1)) == 0
     assert store.claim("webhook:a", {"n": 9}, ts=T0).created is True  # claimable again
     assert store.claim("webhook:b", {"n": 9}, ts=T0).value == {"n": 1}
     assert store.claim("webhook:c", {"n": 9}, ts=T0).value == {"n": 5}
-    assert store.claim("start:a", {"n": 9}, ts=T0).value == {"n": 0}  # another kind
+    for other_kind in ("start:a", "webhook", "webhooks:a"):
+        assert store.claim(other_kind, {"n": 9}, ts=T0).value == {"n": 0}
     with pytest.raises(ValueError):
         store.forget_claims("", before=T0)
 
