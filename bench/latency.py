@@ -6,9 +6,10 @@ The baseline, measured in the same run, is the floor of that shape
 (``bench.latency_floor_app``): a trigger that starts an orchestration per event, which asks
 an entity and then calls an activity with retries, with none of the desk's work in any of
 them. What the desk adds is the difference. ``--pause-ms 0`` sends the next tick as soon as
-the previous order is submitted, while that trade is still finishing.
+the previous order is submitted, while that trade is still finishing. The host's threads
+share one core, as ``devhost start`` runs them (``--all-cores`` to spread them).
 
-    python -m bench.latency [--samples N] [--pause-ms MS]
+    python -m bench.latency [--samples N] [--pause-ms MS] [--all-cores]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from adapters.simulated_broker import SimulatedBroker
 from adapters.sqlite_store import SqliteStore
 from bench import latency_floor_app
 from bench.latency_floor_app import Arrivals
-from devhost import worker_loop
+from devhost import affinity, worker_loop
 from devhost.durable import DurableEngine, SystemClock
 from devhost.durable_api import DurableApi, client_payload
 from devhost.host import DevHost, HostConfig
@@ -218,14 +219,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--pause-ms", type=float, default=50.0, help="idle time between signals (default 50)"
     )
+    parser.add_argument("--all-cores", action="store_true", help="leave the threads on every core")
     args = parser.parse_args(argv)
+    core = None if args.all_cores else affinity.pin_to_one_core()
     pause = args.pause_ms / 1000
     base = run(args.samples, pause, floor)
     ours = run(args.samples, pause, desk)
     print(
         f"tick-to-submit through devhost, {len(ours.total_ms)} ticks one at a time, "
         f"{args.pause_ms:g} ms apart ({ours.missed + base.missed} without exactly one submit "
-        "within 5 s)"
+        f"within 5 s); threads on {'every core' if core is None else f'core {core}'}"
     )
     print("baseline: the same shape with none of the desk's work (the host's and SDK's floor)")
     print(_line("trigger invocation", base.trigger_ms))

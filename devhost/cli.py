@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devhost import logs, worker_loop
+from devhost import affinity, logs, worker_loop
 from devhost.app_index import UnsupportedApp, load_app
 from devhost.durable.clock import SystemClock, from_micros
 from devhost.durable.engine import DurableEngine
@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --session: seconds to wait for orchestrations once the feed is consumed",
     )
     start.add_argument("--activity-workers", type=int, default=4, help="threads running activities")
+    start.add_argument(
+        "--all-cores",
+        action="store_true",
+        help="let the host's threads run on every core (by default they share one: they take "
+        "turns on Python's interpreter lock, and handing it between cores is what slows a "
+        "busy session most; worker processes for CPU-bound activities use every core anyway)",
+    )
     start.add_argument(
         "--trade-orchestrator",
         default="trade",
@@ -489,7 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     root: Path = args.root.resolve()
     state_dir: Path = (args.state_dir or root / ".devhost").resolve()
     if args.command == "start":
+        # Before any thread of the host starts: the threads it starts inherit the core.
+        core = None if args.all_cores else affinity.pin_to_one_core()
         logs.configure(args.log_level, json_lines=not args.plain_logs)
+        if core is not None:
+            print(f"devhost: threads on core {core} (--all-cores to spread them)")
         # The SDK warns whenever an external event arrives before the orchestration waits
         # for it; it keeps the event for the wait, so the warning is noise here.
         warnings.filterwarnings("ignore", message="Potential duplicate Task completion")

@@ -25,7 +25,7 @@ from typing import Any
 from azure.functions.durable_functions import ActivityTriggerConverter
 from azure.functions.meta import Datum
 
-from devhost import worker_loop
+from devhost import affinity, worker_loop
 from devhost.measure import INVOCATIONS
 
 
@@ -91,9 +91,11 @@ def invoke(
 _worker_functions: dict[str, ActivityFunction] = {}
 
 
-def _init_worker(app_import: str) -> None:
+def _init_worker(app_import: str, cores: frozenset[int] | None) -> None:
     from devhost.durable.catalog import FunctionCatalog, load_app
 
+    # A worker of a host kept on one core starts on that core: CPU-bound work wants all.
+    affinity.restore(cores)
     catalog = FunctionCatalog.from_app(load_app(app_import))
     _worker_functions.update(catalog.activities)
 
@@ -152,7 +154,7 @@ class ActivityRunner:
                 max_workers=max(1, processes),
                 mp_context=get_context("spawn"),
                 initializer=_init_worker,
-                initargs=(app_import,),
+                initargs=(app_import, affinity.unpinned()),
             )
 
     def submit(self, name: str, input_json: str | None, done: Done) -> None:

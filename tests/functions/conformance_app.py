@@ -295,12 +295,13 @@ def long_sleep(context: df.DurableOrchestrationContext) -> Orchestration:
 
 
 @app.activity_trigger(input_name="value")
-def burn_cpu(value: int) -> dict[str, int]:
-    """A CPU-bound activity: reports the process it ran in."""
+def burn_cpu(value: int) -> dict[str, object]:
+    """A CPU-bound activity: reports the process it ran in, and the cores it may use."""
     import os
 
     total = sum(i * i for i in range(int(value)))
-    return {"pid": os.getpid(), "total": total}
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return {"pid": os.getpid(), "total": total, "cores": cores}
 
 
 @app.orchestration_trigger(context_name="context")
