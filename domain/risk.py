@@ -231,9 +231,10 @@ class ReserveRequest:
 FILL_HANDOVER_WINDOW = timedelta(days=1)
 
 # How many risk days (each started by ``reset_day``, once per session) with fills the
-# entity keeps the applied execution ids of. Within the handover window at most two risk
-# days begin (an early close following a full session), so three would do; four leave a
-# margin for clocks that disagree.
+# entity keeps the applied execution ids of, at least: older days go only once
+# reconciliation has vouched that their fills were all handed on (``ExecutionIds``).
+# Within the handover window at most two risk days begin (an early close following a full
+# session), so three would do; four leave a margin for clocks that disagree.
 EXECUTION_DAYS_KEPT = 4
 
 # The audit event of a fill the entity refused as stale: ``<execution id>`` + this.
@@ -642,7 +643,8 @@ class RiskState:
         if fill.execution_id in self.executions:
             return {"applied": False, "halted": self.halted, "flatten": False}
         if self.executions.is_stale(fill.ts_filled):
-            # Booked before fills this state has forgotten: applying it could count it twice.
+            # Booked before fills this state has forgotten, it was handed on and applied
+            # before then: applying it again would count it twice.
             forgotten = self.executions.forgotten_through
             return {
                 "applied": False,
