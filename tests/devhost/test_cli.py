@@ -169,6 +169,9 @@ def test_a_session_runs_the_feed_to_the_end_prints_the_report_and_exits(tmp_path
     code, out = run_session(tmp_path, [strategy], "--drain-timeout", "60")
     assert code == 0, out
     assert "session report" in out
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    pinned = f"devhost: threads on core {max(cores)}" if len(cores) > 1 else None
+    assert (pinned in out) if pinned else ("threads on core" not in out)
     signals = int(next(line for line in out.splitlines() if "signals" in line).split()[-1])
     assert signals > 0
     assert "verified" in next(line for line in out.splitlines() if "audit chain" in line)
@@ -176,8 +179,9 @@ def test_a_session_runs_the_feed_to_the_end_prints_the_report_and_exits(tmp_path
 
 def test_a_session_measures_its_function_executions_for_the_cost_model(tmp_path: Path) -> None:
     strategy = {"kind": "sma_cross", "symbol": "AAPL", "fast": 3, "slow": 8, "quantity": 1}
-    code, out = run_session(tmp_path, [strategy], "--drain-timeout", "60")
+    code, out = run_session(tmp_path, [strategy], "--drain-timeout", "60", "--all-cores")
     assert code == 0, out
+    assert "threads on core" not in out  # left on every core
     path = tmp_path / "state" / "invocations.json"
     assert f"function executions measured: {path}" in out
     measured = json.loads(path.read_text())
