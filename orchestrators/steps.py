@@ -101,8 +101,8 @@ class Tracker:
 
 def apply_fills(context: Ctx, account: str, fills: list[dict[str, Any]]) -> Steps:
     """Each new fill goes to the risk entity; a breach of the daily loss limit starts the
-    account's flatten orchestration (once a day). A fill the entity refuses as stale (it
-    may be one it applied long ago and has forgotten) is audited, which raises an alert."""
+    account's flatten orchestration (once a day). A fill the entity refuses as stale
+    (applied long ago, its id forgotten since) is audited, which raises an alert."""
     for fill in fills:
         result = yield context.call_entity(risk_entity(account), "apply_fill", fill)
         if isinstance(result, Mapping) and result.get("stale"):
