@@ -34,18 +34,19 @@ from domain.serde import (
 
 ZERO = Decimal(0)
 RATE_WINDOW = timedelta(minutes=1)
-# The order-rate window's timestamps travel as text in the entity's state and are read and
-# written again by every operation, mostly the same ones: each is converted once.
+# The state's timestamps (the order-rate window, the execution days' times) travel as
+# text, read and written again by every operation, mostly the same ones: each is
+# converted once.
 _TIMES_CACHED = 4096
 
 
 @functools.lru_cache(maxsize=_TIMES_CACHED)
-def _order_time(text: str) -> datetime:
-    return parse_ts(text, "order_times")
+def _state_time(text: str, field: str) -> datetime:
+    return parse_ts(text, field)
 
 
 @functools.lru_cache(maxsize=_TIMES_CACHED)
-def _order_time_text(ts: datetime) -> str:
+def _state_time_text(ts: datetime) -> str:
     return ts_str(ts)
 
 
@@ -253,18 +254,6 @@ def recent_fills(
     return [fill for fill in fills if fill.ts_filled >= start]
 
 
-# The times below travel as text in the entity's state, read and written by every operation
-# while they rarely change: each is converted once.
-@functools.lru_cache(maxsize=64)
-def _fill_time(text: str, field: str) -> datetime:
-    return parse_ts(text, field)
-
-
-@functools.lru_cache(maxsize=64)
-def _fill_time_text(ts: datetime) -> str:
-    return ts_str(ts)
-
-
 class ExecutionIds:
     """The execution ids a risk state has applied, grouped by the risk day they were
     applied on, oldest first; only the newest ``EXECUTION_DAYS_KEPT`` days are kept, and
@@ -416,7 +405,7 @@ class ExecutionIds:
         return (
             [e for ids in self._days.values() for e in ids],
             [[day, len(ids)] for day, ids in self._days.items()],
-            [[day, _fill_time_text(ts)] for day, ts in self._newest.items()],
+            [[day, _state_time_text(ts)] for day, ts in self._newest.items()],
             _optional_text(self.forgotten_through),
             _optional_text(self.handed_through),
         )
@@ -427,11 +416,11 @@ def _optional_time(value: object, field: str) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValidationError(field, "must be a timestamp")
-    return _fill_time(value, field)
+    return _state_time(value, field)
 
 
 def _optional_text(ts: datetime | None) -> str | None:
-    return None if ts is None else _fill_time_text(ts)
+    return None if ts is None else _state_time_text(ts)
 
 
 def _newest_times(value: object) -> dict[str, datetime]:
@@ -445,7 +434,7 @@ def _newest_times(value: object) -> dict[str, datetime]:
         for entry in value
     ):
         raise ValidationError("execution_newest", "must be [day, timestamp] pairs")
-    return {day: _fill_time(text, "execution_newest") for day, text in value}
+    return {day: _state_time(text, "execution_newest") for day, text in value}
 
 
 @dataclass(slots=True)
@@ -649,7 +638,7 @@ class RiskState:
             return {
                 "applied": False,
                 "stale": True,
-                "forgotten_through": None if forgotten is None else ts_str(forgotten),
+                "forgotten_through": _optional_text(forgotten),
                 "halted": self.halted,
                 "flatten": False,
             }
@@ -726,7 +715,7 @@ class RiskState:
             "remaining": {
                 k: {i: dec_str(q) for i, q in v.items()} for k, v in self.remaining.items()
             },
-            "order_times": [_order_time_text(t) for t in self.order_times],
+            "order_times": [_state_time_text(t) for t in self.order_times],
             "executions": executions,
             "execution_days": execution_days,
             "execution_newest": execution_newest,
@@ -757,7 +746,7 @@ class RiskState:
                 for k, v in (data.get("remaining") or {}).items()
             },
             order_times=[
-                _order_time(t) if isinstance(t, str) else parse_ts(t, "order_times")
+                _state_time(t, "order_times") if isinstance(t, str) else parse_ts(t, "order_times")
                 for t in data.get("order_times") or []
             ],
             executions=ExecutionIds.from_state(
