@@ -89,7 +89,11 @@ from devhost.durable.errors import (
 )
 from devhost.durable.history import Event, EventType
 from devhost.durable.replay import NonDeterminismError, Replay, ReplayFailure, Work, WorkKind
-from devhost.durable.sdk import memoize_history_timestamps, read_failure
+from devhost.durable.sdk import (
+    memoize_history_timestamps,
+    read_failure,
+    share_executor_tuple_types,
+)
 from devhost.durable.status import (
     EntityRef,
     EntityStatus,
@@ -263,6 +267,7 @@ class DurableEngine:
             client_payload=client_payload,
         )
         memoize_history_timestamps()
+        share_executor_tuple_types()
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._kick = threading.Event()

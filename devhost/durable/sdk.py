@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 _HISTORY_EVENT_MODULE = "azure.durable_functions.models.history.HistoryEvent"
+_EXECUTOR_MODULE = "azure.durable_functions.models.TaskOrchestrationExecutor"
 _OUT_OF_PROC_MARKER = "$OutOfProcData$:"
 
 
@@ -43,6 +44,28 @@ def memoize_history_timestamps(maxsize: int = 1 << 17) -> None:
 
     parse.devhost_memoized = True  # type: ignore[attr-defined]
     setattr(module, "dt_parse", parse)  # noqa: B010 - the module is untyped
+
+
+def share_executor_tuple_types() -> None:
+    """Every orchestrator episode builds a fresh ``TaskOrchestrationExecutor``, whose
+    constructor defines a ``namedtuple`` class from scratch (``namedtuple`` compiles code for
+    each new class): about a third of a small episode's time in the SDK. The class only
+    holds two fields of a lookup table the executor never changes, so one class per name and
+    fields serves every episode alike. Idempotent."""
+    module = importlib.import_module(_EXECUTOR_MODULE)
+    current = getattr(module, "namedtuple")  # noqa: B009 - the module is untyped
+    if getattr(current, "devhost_shared", False):
+        return
+    cached = functools.lru_cache(maxsize=64)(current)
+
+    def shared(typename: str, field_names: Any, **options: Any) -> Any:
+        try:
+            return cached(typename, field_names, **options)
+        except TypeError:  # unhashable field names (a list): a class of its own
+            return current(typename, field_names, **options)
+
+    shared.devhost_shared = True  # type: ignore[attr-defined]
+    setattr(module, "namedtuple", shared)  # noqa: B010 - the module is untyped
 
 
 # What ``devhost.durable.history.format_ts`` writes: microseconds, always six digits, and Z.
