@@ -8,6 +8,7 @@ name taken), so the index is built once per app and kept.
 from __future__ import annotations
 
 import enum
+import functools
 import importlib
 import inspect
 import threading
@@ -73,6 +74,12 @@ class FunctionSpec:
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.call)
+
+    @functools.cached_property
+    def parameter_names(self) -> frozenset[str]:
+        """The parameters the function declares (read once: ``inspect.signature`` costs
+        more than many a small invocation)."""
+        return frozenset(inspect.signature(self.call).parameters)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 import uuid
 from collections.abc import Coroutine
@@ -54,7 +53,7 @@ class InvocationContext(func.Context):
 
 def _with_context(spec: FunctionSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The worker passes ``context`` to a function with a parameter of that name."""
-    if CONTEXT_PARAM in kwargs or CONTEXT_PARAM not in inspect.signature(spec.call).parameters:
+    if CONTEXT_PARAM in kwargs or CONTEXT_PARAM not in spec.parameter_names:
         return kwargs
     return {**kwargs, CONTEXT_PARAM: InvocationContext(spec.name)}
 
