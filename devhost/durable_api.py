@@ -12,6 +12,7 @@ Two mounts of the same handlers:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -43,8 +44,10 @@ CONNECTION = "Storage"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+@functools.lru_cache(maxsize=32)
 def client_payload(base_url: str, hub: str, key: str) -> str:
-    """The durable client binding's JSON, with every URL pointing at devhost."""
+    """The durable client binding's JSON, with every URL pointing at devhost (the same
+    text for every invocation of a run: built once)."""
     public = f"{base_url}{PUBLIC_PREFIX}"
     return json.dumps(
         {
