@@ -154,11 +154,27 @@ class EventLog:
         return count
 
     def read(self, hub: str, partition: int, after_seq: int, limit: int) -> list[LoggedEvent]:
+        return self._events(hub, partition, "?", (after_seq,), limit)
+
+    def unread(self, hub: str, group: str, partition: int, limit: int) -> list[LoggedEvent]:
+        """The next events after ``group``'s checkpoint of ``partition``: what
+        ``read(hub, partition, checkpoint_of(...), limit)`` returns, in one query (a listener
+        asks this of every partition on every poll)."""
+        checkpoint = (
+            "COALESCE((SELECT seq FROM checkpoints "
+            "WHERE hub = ? AND consumer_group = ? AND partition = ?), -1)"
+        )
+        return self._events(hub, partition, checkpoint, (hub, group, partition), limit)
+
+    def _events(
+        self, hub: str, partition: int, after: str, params: tuple[Any, ...], limit: int
+    ) -> list[LoggedEvent]:
+        """The events of ``partition`` with a sequence number above the SQL ``after``."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, partition_key, body, enqueued FROM events "
-                "WHERE hub = ? AND partition = ? AND seq > ? ORDER BY seq LIMIT ?",
-                (hub, partition, after_seq, limit),
+                f"WHERE hub = ? AND partition = ? AND seq > {after} ORDER BY seq LIMIT ?",
+                (hub, partition, *params, limit),
             ).fetchall()
         return [
             LoggedEvent(hub, partition, seq, key, bytes(body), datetime.fromisoformat(enq))
@@ -357,8 +373,7 @@ class EventHubListener:
         """One batch per partition that has events; returns how many were delivered."""
         delivered = 0
         for partition in range(self.log.partition_count):
-            after = self.log.checkpoint_of(self.hub, self.group, partition)
-            batch = self.log.read(self.hub, partition, after, self.max_batch_size)
+            batch = self.log.unread(self.hub, self.group, partition, self.max_batch_size)
             if not batch:
                 continue
             if self.many:

@@ -79,6 +79,19 @@ def test_events_of_one_key_stay_in_one_partition_in_order(event_log: EventLog) -
     assert len(set().union(*partitions.values())) > 1  # the keys spread over partitions
 
 
+def test_unread_events_are_those_after_the_groups_checkpoint(event_log: EventLog) -> None:
+    publish_ticks(event_log, ["AAPL"], per_symbol=6)
+    partition = partition_for("AAPL", 4, 0)
+    assert [e.seq for e in event_log.unread("ticks", "$Default", partition, 4)] == [0, 1, 2, 3]
+    event_log.checkpoint("ticks", "$Default", partition, 3)
+    assert event_log.unread("ticks", "$Default", partition, 10) == event_log.read(
+        "ticks", partition, 3, 10
+    )
+    assert [e.seq for e in event_log.unread("ticks", "$Default", partition, 10)] == [4, 5]
+    assert len(event_log.unread("ticks", "audit", partition, 10)) == 6  # another group's own
+    assert event_log.unread("other", "$Default", partition, 10) == []
+
+
 def test_event_carries_partition_key_sequence_enqueued_time_and_context(
     event_log: EventLog,
 ) -> None:
