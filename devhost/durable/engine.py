@@ -672,7 +672,11 @@ class DurableEngine:
         while not self._stopping:
             self._kick.clear()
             try:
-                if self._round():
+                # Only targets left ready by the round (its chain stopped at an activity or
+                # at round_size) need another round at once: anything else that arrives
+                # meanwhile kicks, and the wait below returns at once. Waiting rather than
+                # running an empty round lets a just-dispatched activity start sooner.
+                if self._round() and self._ready:
                     continue
             except Exception:
                 log.exception("durable engine round failed")

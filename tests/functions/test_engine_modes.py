@@ -7,6 +7,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -124,6 +125,29 @@ def test_background_mode_runs_orchestrations_with_a_thread_pool(tmp_path: Path) 
         with pytest.raises(RuntimeError):
             engine.step()
         engine.stop()
+
+
+def test_background_mode_runs_a_backlog_bigger_than_a_round_without_idling(
+    tmp_path: Path,
+) -> None:
+    # One episode per round and no activities: nothing kicks the engine after the first
+    # round, so only the work the rounds leave ready keeps it going (an idle wait is 1 s).
+    with DurableEngine(
+        conformance_app.app,
+        tmp_path / "durable.db",
+        clock=SystemClock(),
+        activity_workers=0,
+        round_size=1,
+    ) as engine:
+        for index in range(4):
+            engine.start_new("entity_user", f"backlog-{index}", f"key-{index}")
+        started = time.monotonic()
+        engine.start()
+        statuses = [engine.wait_for_status(f"backlog-{i}", timeout=20) for i in range(4)]
+        elapsed = time.monotonic() - started
+        engine.stop()
+    assert all(s is not None and s.runtime_status is RuntimeStatus.COMPLETED for s in statuses)
+    assert elapsed < 0.9
 
 
 def test_background_mode_fires_timers_on_the_system_clock(tmp_path: Path) -> None:
