@@ -131,7 +131,9 @@ def test_background_mode_runs_a_backlog_bigger_than_a_round_without_idling(
     tmp_path: Path,
 ) -> None:
     # One episode per round and no activities: nothing kicks the engine after the first
-    # round, so only the work the rounds leave ready keeps it going (an idle wait is 1 s).
+    # round, so only the work the rounds leave ready keeps it going. An engine that waited
+    # after every round would take three idle waits of 1 s; the bound leaves a slow machine
+    # room for the episodes themselves.
     with DurableEngine(
         conformance_app.app,
         tmp_path / "durable.db",
@@ -147,7 +149,7 @@ def test_background_mode_runs_a_backlog_bigger_than_a_round_without_idling(
         elapsed = time.monotonic() - started
         engine.stop()
     assert all(s is not None and s.runtime_status is RuntimeStatus.COMPLETED for s in statuses)
-    assert elapsed < 0.9
+    assert elapsed < 2.0
 
 
 def test_background_mode_fires_timers_on_the_system_clock(tmp_path: Path) -> None:
