@@ -34,7 +34,7 @@ from adapters.simulated_broker import SimulatedBroker
 from adapters.sqlite_store import SqliteStore
 from bench import latency_floor_app
 from bench.latency_floor_app import Arrivals
-from devhost import affinity, worker_loop
+from devhost import affinity, heap, worker_loop
 from devhost.durable import DurableEngine, SystemClock
 from devhost.durable_api import DurableApi, client_payload
 from devhost.host import DevHost, HostConfig
@@ -153,6 +153,7 @@ def run(samples: int, pause_s: float, make: Callable[[Path], Subject] = desk) ->
     )
     server = BackgroundServer(host.application()).start()
     holder["url"] = server.url
+    heap.freeze_startup_heap()  # as devhost start does once the app is loaded
     engine.start()
     tallies_before = _tallies(subject)
     loop = asyncio.new_event_loop()

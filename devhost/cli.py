@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devhost import affinity, logs, worker_loop
+from devhost import affinity, heap, logs, worker_loop
 from devhost.app_index import UnsupportedApp, load_app
 from devhost.durable.clock import SystemClock, from_micros
 from devhost.durable.engine import DurableEngine
@@ -244,6 +244,8 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
     runner = web.AppRunner(host.application(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()
+    # Everything loaded so far lives as long as the process: out of the collector's way.
+    heap.freeze_startup_heap()
     engine.start()
     served_since = time.monotonic()
     host.start_background_loops()
