@@ -328,7 +328,7 @@ def write_measurement(
 
 
 async def fire_timers_every(host: DevHost, seconds: float, stop: asyncio.Event) -> None:
-    names = [spec.name for spec in host.index.timers]
+    names = [spec.name for spec in host.enabled_timers]
     while not stop.is_set():
         for name in names:
             await host.fire_timer(name)
@@ -405,6 +405,8 @@ def banner(host: DevHost, base_url: str) -> str:
         lines.append(f"  {timer.spec.name}: timer {timer.schedule.expression}")
     for listener in host.listeners:
         lines.append(f"  {listener.spec.name}: event hub {listener.hub} ({listener.group})")
+    if host.disabled:
+        lines.append(f"  disabled by settings: {', '.join(sorted(host.disabled))}")
     if not os.environ.get("DEVHOST_FUNCTION_KEY"):
         lines.append(
             f"  keys for this run: function key {next(iter(host.keys.function_keys))}, "

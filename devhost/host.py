@@ -25,6 +25,7 @@ from devhost.invoke import invoke
 from devhost.settings import (
     apply_settings,
     connection_is_configured,
+    disabled_functions,
     read_host_json,
     read_local_settings,
 )
@@ -86,6 +87,12 @@ class DevHost:
         durable = self.host_json.get("extensions", {}).get("durableTask", {})
         self.hub_name = str(durable.get("hubName") or "TestHubName")
         self.index: AppIndex = index_app(app)
+        self.disabled = disabled_functions(self.index.functions, os.environ)
+        if self.disabled:
+            log.warning(
+                "disabled by their AzureWebJobs.<name>.Disabled settings: %s",
+                ", ".join(sorted(self.disabled)),
+            )
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="devhost-fn")
         if keys is None:
@@ -105,6 +112,7 @@ class DevHost:
             route_prefix=str(http_settings.get("routePrefix", "api")),
             client_payload=client_payload,
             executor=self.executor,
+            disabled=self.disabled,
         )
         self._extra_routes = extra_routes
         self.event_log = EventLog(
@@ -112,7 +120,7 @@ class DevHost:
         )
         self.listeners = self._listeners(client_payload)
         self.timers = TimerRunner(
-            self.index.timers if config.enable_timers else [],
+            self.enabled_timers if config.enable_timers else [],
             now=now(),
             status_path=config.state_dir / "timers.json",
             time_zone=os.environ.get("WEBSITE_TIME_ZONE") or None,
@@ -127,6 +135,8 @@ class DevHost:
         default_retry = self.host_json.get("retry")
         listeners = []
         for spec in self.index.event_hubs:
+            if spec.name in self.disabled:
+                continue
             connection = str(spec.trigger.get("connection", ""))
             if not connection_is_configured(connection, os.environ):
                 raise UnsupportedApp(
@@ -145,6 +155,11 @@ class DevHost:
                 )
             )
         return listeners
+
+    @property
+    def enabled_timers(self) -> list[FunctionSpec]:
+        """The timer functions no ``AzureWebJobs.<name>.Disabled`` setting switches off."""
+        return [spec for spec in self.index.timers if spec.name not in self.disabled]
 
     def application(self) -> web.Application:
         return self.http.application(self._extra_routes)

@@ -66,6 +66,7 @@ class HttpHost:
     route_prefix: str = "api"
     client_payload: ClientPayload | None = None
     executor: Executor | None = None
+    disabled: frozenset[str] = frozenset()  # answered for the master key only
     routes: list[HttpRoute] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +101,8 @@ class HttpHost:
             return web.Response(status=404)
         route, route_params = found
         presented = request.headers.get(FUNCTION_KEY_HEADER) or request.query.get("code")
+        if route.spec.name in self.disabled and not self.keys.allows("admin", presented):
+            return web.Response(status=404)
         if not self.keys.allows(route.auth_level, presented):
             return web.Response(status=401)
         body = await request.read()

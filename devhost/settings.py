@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,17 @@ def read_local_settings(root: Path) -> dict[str, str]:
             values = json.loads(path.read_text(encoding="utf-8")).get("Values", {})
             return {str(k): str(v) for k, v in values.items()}
     return {}
+
+
+def disabled_functions(names: Iterable[str], environ: Mapping[str, str]) -> frozenset[str]:
+    """The functions an ``AzureWebJobs.<name>.Disabled`` setting of ``true`` (or ``1``)
+    switches off, as the Functions host reads it: their triggers do not fire, and their
+    HTTP routes answer only callers presenting the master key."""
+    return frozenset(
+        name
+        for name in names
+        if environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
+    )
 
 
 def apply_settings(values: Mapping[str, str], environ: MutableMapping[str, str]) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -106,4 +107,61 @@ def test_http_triggers_are_served_by_the_composed_host(
         assert requests.get(f"{server.url}/api/open", timeout=5).text == "open"
         assert requests.get(f"{server.url}/api/echo/a", timeout=5).status_code == 401
         assert requests.get(f"{server.url}/api/echo/a?code=k", timeout=5).status_code == 201
+    asyncio.run(host.stop())
+
+
+def test_functions_disabled_by_settings_do_not_fire_and_their_events_wait(
+    tmp_path: Path,
+) -> None:
+    # As the Functions host reads AzureWebJobs.<name>.Disabled: the trigger is not
+    # listened to, so its consumer group's events stay unread until it is enabled again.
+    values = {
+        "TicksConnection": "x",
+        "AzureWebJobs.on_ticks.Disabled": "true",
+        "AzureWebJobs.every_five_minutes.Disabled": "1",
+        "AzureWebJobs.echo.Disabled": "True",
+        "AzureWebJobs.on_tick_one.Disabled": "false",
+    }
+    root = make_root(tmp_path, values)
+    state = tmp_path / "state"
+    host = DevHost(HostConfig(root, state), sample_app.app, keys=KEYS)
+    assert host.disabled == {"on_ticks", "every_five_minutes", "echo"}
+    assert {listener.spec.name for listener in host.listeners} == {"on_tick_one", "flaky"}
+    assert host.timers.timers == []
+    host.event_log.publish(
+        "ticks", [("AAPL", b'{"n": 1}'), ("MSFT", b'{"n": 2}')], ts_enqueued=datetime.now(UTC)
+    )
+
+    async def deliver(target: DevHost) -> None:
+        await target.deliver_once()
+        await target.run_timers_once()
+        await target.stop()
+
+    asyncio.run(deliver(host))
+    assert sample_app.received["many"] == []
+    assert sample_app.received["timer"] == []
+    assert len(sample_app.received["one"]) == 2  # its own setting says false
+
+    for name in ("on_ticks", "every_five_minutes", "echo"):
+        os.environ.pop(f"AzureWebJobs.{name}.Disabled")
+    (root / "local.settings.json").write_text(json.dumps({"Values": {"TicksConnection": "x"}}))
+    enabled = DevHost(HostConfig(root, state), sample_app.app, keys=KEYS)
+    assert enabled.disabled == frozenset()
+    asyncio.run(deliver(enabled))
+    assert sorted(body["n"] for batch in sample_app.received["many"] for *_, body in batch) == [
+        1,
+        2,
+    ]
+
+
+def test_a_disabled_http_function_answers_only_the_master_key(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {"TicksConnection": "x", "AzureWebJobs.echo.Disabled": "true"})
+    host = DevHost(
+        HostConfig(root, tmp_path / "state", enable_timers=False), sample_app.app, keys=KEYS
+    )
+    with BackgroundServer(host.application()) as server:
+        assert requests.get(f"{server.url}/api/echo/a?code=k", timeout=5).status_code == 404
+        assert requests.get(f"{server.url}/api/echo/a", timeout=5).status_code == 404
+        assert requests.get(f"{server.url}/api/echo/a?code=m", timeout=5).status_code == 201
+        assert requests.get(f"{server.url}/api/open", timeout=5).text == "open"
     asyncio.run(host.stop())
