@@ -585,3 +585,53 @@ def test_the_configured_limits_apply_from_the_first_order_without_a_warm_up(
         assert later and set(later) == {"completed"}
     finally:
         desk.close()
+
+
+def test_a_signal_worked_through_late_is_denied_as_stale_and_a_prompt_one_trades(
+    tmp_path: Path,
+) -> None:
+    desk = make_desk(tmp_path, strategies=[SMA], risk_limits=RiskLimits(max_signal_age_s=30))
+    try:
+        desk.prices("AAPL", RISING)
+        desk.settle(5)
+        [prompt] = desk.trades()
+        assert prompt.output["outcome"] == "completed"
+        # The trigger falls behind: two minutes pass before the next ticks are worked
+        # through, and their crossover is two minutes old when its trade starts.
+        desk.clock.advance(timedelta(minutes=2))
+        desk.prices("AAPL", [100.0, 99.0])
+        desk.settle(5)
+        [late] = [t for t in desk.trades() if t.instance_id != prompt.instance_id]
+        assert late.output["outcome"] == "denied"
+        assert [r["code"] for r in late.output["reasons"]] == ["stale_signal"]
+        assert desk.store.orders_for_intent(late.instance_id) == []
+        positions = {p.symbol: p.quantity for p in desk.store.positions("paper")}
+        assert positions == {"AAPL": Decimal(10)}  # still long: the stale exit was not sent
+    finally:
+        desk.close()
+
+
+def test_the_signal_age_is_measured_to_the_trades_start_not_to_its_approval(
+    tmp_path: Path,
+) -> None:
+    desk = make_desk(
+        tmp_path,
+        strategies=[SMA],
+        risk_limits=RiskLimits(max_signal_age_s=30),
+        approval_notional=Decimal(500),
+        approval_timeout_s=3600,
+    )
+    try:
+        desk.prices("AAPL", RISING)
+        desk.settle(2)
+        [waiting] = desk.trades()
+        assert waiting.custom_status["stage"] == "awaiting_approval"
+        desk.clock.advance(timedelta(minutes=10))
+        response = desk.http(
+            "POST", f"orders/{waiting.instance_id}/approval", admin=True, json={"approve": True}
+        )
+        assert response.status_code == 202
+        desk.settle(5)
+        assert desk.status(waiting.instance_id).output["outcome"] == "completed"
+    finally:
+        desk.close()
