@@ -25,11 +25,23 @@ _SCHEMA = (
 
 
 def open_effects(path: str | Path) -> sqlite3.Connection:
-    db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    for statement in _SCHEMA:
-        db.execute(statement)
-    return db
+    # After a host was killed, the first connection recovers the write-ahead log, and
+    # SQLite can refuse a concurrent switch to WAL mode with "database is locked" without
+    # waiting for the busy timeout; the next try finds the log recovered.
+    attempts = 0
+    while True:
+        db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            for statement in _SCHEMA:
+                db.execute(statement)
+            return db
+        except sqlite3.OperationalError as error:
+            db.close()
+            attempts += 1
+            if "locked" not in str(error) or attempts == 100:
+                raise
+            time.sleep(0.01)
 
 
 @app.activity_trigger(input_name="request")
