@@ -282,10 +282,9 @@ class TradeRequest:
             "native_brackets": self.native_brackets,
         }
 
-    def reserve_payload(self, ts_started: datetime | None = None) -> dict[str, Any]:
-        """What the risk entity's ``reserve`` takes for this intent, started at
-        ``ts_started``."""
-        payload = self.intent.reserve_request(ts_started=ts_started).to_dict()
+    def reserve_payload(self) -> dict[str, Any]:
+        """What the risk entity's ``reserve`` takes for this intent."""
+        payload = self.intent.reserve_request().to_dict()
         if self.initial_limits is not None:
             payload["initial_limits"] = self.initial_limits.to_dict()
         return payload

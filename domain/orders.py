@@ -242,14 +242,8 @@ class OrderIntent:
     def entry_legs(self) -> tuple[OrderLeg, ...]:
         return tuple(leg for leg in self.legs if leg.name in ("entry", "a", "b"))
 
-    def reserve_request(
-        self,
-        last_trades: Mapping[str, Decimal] | None = None,
-        *,
-        ts_started: datetime | None = None,
-    ) -> ReserveRequest:
-        """What risk must reserve: the entry legs at their worst known price; with the time
-        the trade started, for the signal's age."""
+    def reserve_request(self, last_trades: Mapping[str, Decimal] | None = None) -> ReserveRequest:
+        """What risk must reserve: the entry legs at their worst known price."""
         legs = []
         for leg in self.entry_legs:
             price = leg.worst_price or self.reference_prices.get(leg.symbol)
@@ -257,7 +251,7 @@ class OrderIntent:
                 raise ValidationError("reference_prices", f"no price to size {leg.symbol}")
             last = (last_trades or {}).get(leg.symbol) or self.reference_prices.get(leg.symbol)
             legs.append(ExposureLeg(leg.symbol, leg.side, leg.quantity, price, last))
-        return ReserveRequest(self.intent_id, tuple(legs), self.ts_created, ts_started)
+        return ReserveRequest(self.intent_id, tuple(legs), self.ts_created)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -65,7 +65,6 @@ class DenialCode(StrEnum):
     ORDER_RATE = "order_rate"
     DAILY_LOSS = "daily_loss"
     PRICE_BAND = "price_band"
-    STALE_SIGNAL = "stale_signal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +103,7 @@ def _symbols(data: Mapping[str, Any], name: str) -> frozenset[str] | None:
 class RiskLimits:
     """Every limit is optional (None: not checked). ``daily_loss_limit`` is the largest
     realised loss of the day, as a positive amount; ``price_band_pct`` the largest distance
-    of an order price from the last trade, in percent; ``max_signal_age_s`` the longest
-    time from an intent's signal (its market data's time) to the start of its trade, so a
-    backlog of old ticks worked through late does not trade on their prices now."""
+    of an order price from the last trade, in percent."""
 
     max_order_quantity: Decimal | None = None
     max_order_notional: Decimal | None = None
@@ -116,7 +113,6 @@ class RiskLimits:
     max_orders_per_minute: int | None = None
     daily_loss_limit: Decimal | None = None
     price_band_pct: Decimal | None = None
-    max_signal_age_s: int | None = None
     allowed_symbols: frozenset[str] | None = None
     blocked_symbols: frozenset[str] = frozenset()
 
@@ -133,7 +129,6 @@ class RiskLimits:
             "max_orders_per_minute": self.max_orders_per_minute,
             "daily_loss_limit": dec(self.daily_loss_limit),
             "price_band_pct": dec(self.price_band_pct),
-            "max_signal_age_s": self.max_signal_age_s,
             "allowed_symbols": None
             if self.allowed_symbols is None
             else sorted(self.allowed_symbols),
@@ -157,7 +152,6 @@ class RiskLimits:
             max_orders_per_minute=_optional_int(data, "max_orders_per_minute"),
             daily_loss_limit=_optional_decimal(data, "daily_loss_limit"),
             price_band_pct=_optional_decimal(data, "price_band_pct"),
-            max_signal_age_s=_optional_int(data, "max_signal_age_s"),
             allowed_symbols=_symbols(data, "allowed_symbols"),
             blocked_symbols=_symbols(data, "blocked_symbols") or frozenset(),
         )
@@ -207,23 +201,16 @@ class ExposureLeg:
 
 @dataclass(frozen=True, slots=True)
 class ReserveRequest:
-    """``ts_request`` is the intent's time (its signal's, for a strategy); ``ts_started``,
-    when given, the time its trade started, which ``max_signal_age_s`` measures against."""
-
     intent_id: str
     legs: tuple[ExposureLeg, ...]
     ts_request: datetime
-    ts_started: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {
+        return {
             "intent_id": self.intent_id,
             "legs": [leg.to_dict() for leg in self.legs],
             "ts_request": ts_str(self.ts_request),
         }
-        if self.ts_started is not None:
-            data["ts_started"] = ts_str(self.ts_started)
-        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -234,11 +221,6 @@ class ReserveRequest:
             intent_id=require_str(data, "intent_id"),
             legs=tuple(ExposureLeg.from_dict(leg) for leg in legs),
             ts_request=parse_ts(require(data, "ts_request"), "ts_request"),
-            ts_started=(
-                None
-                if data.get("ts_started") is None
-                else parse_ts(data["ts_started"], "ts_started")
-            ),
         )
 
 
@@ -517,23 +499,6 @@ class RiskState:
                     DenialCode.DAILY_LOSS,
                     f"realised loss today {dec_str(-self.realized_today)} is beyond the "
                     f"limit {dec_str(limits.daily_loss_limit)}",
-                )
-            )
-        age = (
-            None
-            if request.ts_started is None
-            else (request.ts_started - request.ts_request).total_seconds()
-        )
-        if (
-            limits.max_signal_age_s is not None
-            and age is not None
-            and age > limits.max_signal_age_s
-        ):
-            reasons.append(
-                Denial(
-                    DenialCode.STALE_SIGNAL,
-                    f"the signal of {ts_str(request.ts_request)} was {age:.0f} s old when its "
-                    f"trade started (limit {limits.max_signal_age_s} s)",
                 )
             )
         pending = self._pending()
@@ -990,10 +955,6 @@ def limit_uses(state: RiskState, *, now: datetime) -> list[LimitUse]:
         ("max_order_quantity", limits.max_order_quantity),
         ("max_order_notional", limits.max_order_notional),
         ("price_band_pct", limits.price_band_pct),
-        (
-            "max_signal_age_s",
-            None if limits.max_signal_age_s is None else Decimal(limits.max_signal_age_s),
-        ),
     )
     uses.extend(
         LimitUse(name, value, None, "order") for name, value in per_order if value is not None

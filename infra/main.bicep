@@ -37,7 +37,7 @@ param tradingBroker string = 'simulated'
 param alpacaLive bool = false
 
 @description('JSON RiskLimits the desk hands to an account that has never been given limits (TRADING_RISK_LIMITS).')
-param riskLimits string = '{"max_order_notional": "250000", "max_open_orders": 50, "max_orders_per_minute": 120, "daily_loss_limit": "5000", "max_signal_age_s": 60}'
+param riskLimits string = '{"max_order_notional": "250000", "max_open_orders": 50, "max_orders_per_minute": 120, "daily_loss_limit": "5000"}'
 
 @description('Durable task hub name. One hub per environment: two apps sharing a hub steal each other\'s work.')
 param durableTaskHub string = 'TradingDesk'

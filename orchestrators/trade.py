@@ -283,8 +283,6 @@ def _unwind(run: _Run) -> Steps:
 
 
 def run_trade(context: Ctx) -> Steps:
-    # The first episode's time, in every replay: when the trade started.
-    started = context.current_utc_datetime
     request = TradeRequest.from_dict(context.get_input())
     run = _Run(context, request)
     intent = run.intent
@@ -298,7 +296,7 @@ def run_trade(context: Ctx) -> Steps:
 
     run.publish("risk_check")
     decision = yield context.call_entity(
-        risk_entity(run.account), "reserve", request.reserve_payload(started)
+        risk_entity(run.account), "reserve", request.reserve_payload()
     )
     run.note(AuditKind.RISK_DECISION, "reserve", decision)
     if not decision.get("approved"):

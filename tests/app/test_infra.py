@@ -773,13 +773,3 @@ def test_template_is_well_formed_as_far_as_can_be_checked_without_bicep() -> Non
     declared = set(symbols) | set(bicep_params(text)) | set(re.findall(r"^var (\w+)", text, re.M))
     for referenced in re.findall(r"\b(?:parent|scope): (\w+)", code):
         assert referenced in declared, referenced
-
-
-def test_the_templates_default_risk_limits_are_valid_and_refuse_stale_signals() -> None:
-    from domain.risk import RiskLimits
-
-    match = re.search(r"^param riskLimits string = '(.*)'$", bicep_text(), re.MULTILINE)
-    assert match, "the riskLimits parameter has a default"
-    limits = RiskLimits.from_dict(json.loads(match.group(1)))
-    assert limits.max_signal_age_s == 60
-    assert limits.daily_loss_limit is not None and limits.max_open_orders is not None

@@ -380,7 +380,6 @@ def test_limit_use_counts_reservations_and_only_the_last_minute_of_orders() -> N
             max_orders_per_minute=10,
             daily_loss_limit=Decimal(200),
             price_band_pct=Decimal(5),
-            max_signal_age_s=30,
         ),
         realized_today=Decimal(-50),
         positions={
@@ -410,10 +409,6 @@ def test_limit_use_counts_reservations_and_only_the_last_minute_of_orders() -> N
     assert uses["daily_loss_limit"].used == Decimal(50)
     assert uses["daily_loss_limit"].ratio == Decimal("0.25")
     assert uses["price_band_pct"].used is None and uses["price_band_pct"].scope == "order"
-    assert (uses["max_signal_age_s"].limit, uses["max_signal_age_s"].scope) == (
-        Decimal(30),
-        "order",
-    )
     assert "max_open_orders" not in uses  # not configured, not shown
 
 

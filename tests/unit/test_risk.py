@@ -192,52 +192,6 @@ def test_reserve_denies_when_halted_and_resume_reopens() -> None:
     assert entity.codes(request("i1", leg("AAPL", "buy", "1", "1"))) == []
 
 
-def test_a_signal_older_than_the_limit_when_its_trade_started_is_denied() -> None:
-    entity = Entity(max_signal_age_s=30)
-    order = leg("AAPL", "buy", "1", "1")
-
-    def started_after(intent: str, seconds: float) -> dict[str, Any]:
-        return {
-            **request(intent, order),
-            "ts_started": (T0 + timedelta(seconds=seconds)).isoformat(),
-        }
-
-    assert entity.codes(started_after("i1", 30)) == []  # at the limit: still fresh
-    denied = entity.call("reserve", started_after("i2", 31))
-    assert denied["approved"] is False
-    [reason] = denied["reasons"]
-    assert reason["code"] == "stale_signal"
-    assert "31 s old" in reason["message"] and "limit 30 s" in reason["message"]
-    # A request that says nothing of its start (from code before this limit) is not held
-    # to it, and a start before the signal's time (clocks that disagree) is fresh.
-    assert entity.codes(request("i3", order)) == []
-    assert entity.codes(started_after("i4", -5)) == []
-    # Without the limit an old signal is not checked.
-    assert Entity().codes(started_after("i5", 3600)) == []
-
-
-def test_the_signal_age_limit_and_the_trade_start_survive_the_state() -> None:
-    limits = RiskLimits.from_dict({"max_signal_age_s": 45})
-    assert limits.max_signal_age_s == 45
-    assert RiskLimits.from_dict(limits.to_dict()) == limits
-    with pytest.raises(ValidationError):
-        RiskLimits.from_dict({"max_signal_age_s": "soon"})
-    started = ReserveRequest(
-        "i1",
-        (ExposureLeg("AAPL", Side.BUY, Decimal(1), Decimal(2)),),
-        T0,
-        T0 + timedelta(seconds=3),
-    )
-    assert ReserveRequest.from_dict(json.loads(json.dumps(started.to_dict()))) == started
-    unstarted = ReserveRequest.from_dict(request("i2", leg("AAPL", "buy", "1", "2")))
-    assert unstarted.ts_started is None and "ts_started" not in unstarted.to_dict()
-    entity = Entity(max_signal_age_s=45)
-    entity.call("reserve", started.to_dict())
-    kept = RiskState.from_dict(entity.state or {})
-    assert kept.reservations["i1"].ts_started == T0 + timedelta(seconds=3)
-    assert kept.limits.max_signal_age_s == 45
-
-
 def test_reserve_release_and_fill_are_idempotent() -> None:
     entity = Entity(max_open_orders=1)
     first = entity.call("reserve", request("i1", leg("AAPL", "buy", "10", "10")))
