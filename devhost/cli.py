@@ -241,6 +241,16 @@ async def serve(args: argparse.Namespace, state_dir: Path) -> int:
         extra_routes=lambda web_app: engine_holder["api"].add_routes(web_app),
     )
     engine_holder["api"] = DurableApi(engine, host.keys.master_key, host.hub_name)
+    unheard = host.unheard_feeds() if args.session else []
+    if unheard:
+        print(
+            f"no enabled function listens to {', '.join(unheard)} (an AzureWebJobs.<name>."
+            "Disabled setting?): the session could never drain",
+            file=sys.stderr,
+        )
+        await host.stop()
+        engine.close()
+        return 2
     runner = web.AppRunner(host.application(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, args.host, args.port).start()

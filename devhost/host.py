@@ -34,6 +34,9 @@ from devhost.timers import TimerRunner
 
 log = logging.getLogger("devhost")
 
+# The triggers an AzureWebJobs.<name>.Disabled setting switches off here.
+TRIGGERS_A_SETTING_DISABLES = frozenset({"eventHubTrigger", "timerTrigger", "httpTrigger"})
+
 FUNCTION_KEY_SETTING = "DEVHOST_FUNCTION_KEY"
 MASTER_KEY_SETTING = "DEVHOST_MASTER_KEY"
 
@@ -92,6 +95,17 @@ class DevHost:
             log.warning(
                 "disabled by their AzureWebJobs.<name>.Disabled settings: %s",
                 ", ".join(sorted(self.disabled)),
+            )
+        durable = sorted(
+            name
+            for name in self.disabled
+            if self.index.functions[name].trigger_type not in TRIGGERS_A_SETTING_DISABLES
+        )
+        if durable:
+            log.warning(
+                "AzureWebJobs.<name>.Disabled is ignored for orchestrator, activity and entity "
+                "functions: %s",
+                ", ".join(durable),
             )
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="devhost-fn")
@@ -213,6 +227,12 @@ class DevHost:
             wakeup = self.timers.next_wakeup()
             delay = 60.0 if wakeup is None else (wakeup - self.now()).total_seconds()
             await self._sleep(min(max(delay, 0.05), 60.0))
+
+    def unheard_feeds(self) -> list[str]:
+        """Hubs a feed publishes to that no enabled listener reads: their events would wait
+        for ever, and a session on them would never drain."""
+        heard = {listener.hub for listener in self.listeners}
+        return sorted({feed.hub for feed in self.config.feeds} - heard)
 
     def _backlog(self, hub: str) -> int:
         groups = {lst.group for lst in self.listeners if lst.hub == hub} or {"$Default"}

@@ -33,11 +33,17 @@ def read_local_settings(root: Path) -> dict[str, str]:
 def disabled_functions(names: Iterable[str], environ: Mapping[str, str]) -> frozenset[str]:
     """The functions an ``AzureWebJobs.<name>.Disabled`` setting of ``true`` (or ``1``)
     switches off, as the Functions host reads it: their triggers do not fire, and their
-    HTTP routes answer only callers presenting the master key."""
+    HTTP routes answer only callers presenting the master key. Like the host, the name is
+    matched whatever its case, and ``AzureWebJobs_<name>_Disabled`` (the form Linux
+    environments allow) counts too."""
+    switches = {key.lower(): value for key, value in environ.items()}
     return frozenset(
         name
         for name in names
-        if environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower() in ("true", "1")
+        if any(
+            switches.get(key.lower(), "").lower() in ("true", "1")
+            for key in (f"AzureWebJobs.{name}.Disabled", f"AzureWebJobs_{name}_Disabled")
+        )
     )
 
 

@@ -217,6 +217,24 @@ def test_a_session_that_cannot_drain_exits_with_a_failure(tmp_path: Path) -> Non
     assert "session report" in out  # the report still shows what happened
 
 
+def test_a_session_whose_feed_no_enabled_function_reads_is_refused(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    command = [
+        sys.executable, "-m", "devhost", "--root", str(root),
+        "--state-dir", str(tmp_path / "state"), "start", "--port", str(free_port()),
+        "--feed", "synthetic", "--symbols", "AAPL", "--limit", "50", "--no-timers",
+        "--log-level", "ERROR", "--session",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "TRADING_BOOKS_PATH": str(tmp_path / "books.sqlite"),
+        "AzureWebJobs_ticks_Disabled": "true",
+    }
+    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "no enabled function listens to ticks" in done.stderr
+
+
 @pytest.fixture
 def alpaca_streams() -> Iterator[tuple[FakeAlpacaStreams, str]]:
     fake = FakeAlpacaStreams()

@@ -17,8 +17,9 @@ from devhost.app_index import UnsupportedApp
 from devhost.host import DevHost, Feed, HostConfig
 from devhost.http_host import HostKeys
 from devhost.server import BackgroundServer
+from devhost.settings import disabled_functions
 from devhost.sources import SyntheticMarket
-from tests.devhost import sample_app
+from tests.devhost import durable_sample_app, sample_app
 
 KEYS = HostKeys(frozenset({"k"}), "m")
 
@@ -164,4 +165,32 @@ def test_a_disabled_http_function_answers_only_the_master_key(tmp_path: Path) ->
         assert requests.get(f"{server.url}/api/echo/a", timeout=5).status_code == 404
         assert requests.get(f"{server.url}/api/echo/a?code=m", timeout=5).status_code == 201
         assert requests.get(f"{server.url}/api/open", timeout=5).text == "open"
+    asyncio.run(host.stop())
+
+
+def test_the_disabled_switch_is_read_as_the_functions_host_reads_it() -> None:
+    names = ["ticks", "post_order", "reconciliation", "end_of_day"]
+    environ = {
+        "AzureWebJobs.ticks.Disabled": "TRUE",
+        "azurewebjobs.POST_ORDER.disabled": "1",  # configuration keys ignore case
+        "AzureWebJobs_reconciliation_Disabled": "true",  # the form Linux allows
+        "AzureWebJobs.end_of_day.Disabled": "yes",  # only true or 1 switch a function off
+    }
+    assert disabled_functions(names, environ) == {"ticks", "post_order", "reconciliation"}
+    assert disabled_functions(names, {}) == frozenset()
+
+
+def test_disabling_a_durable_function_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_root(tmp_path, {"AzureWebJobs.greeting.Disabled": "true"})
+    with caplog.at_level("WARNING", logger="devhost"):
+        host = DevHost(
+            HostConfig(root, tmp_path / "state", enable_timers=False),
+            durable_sample_app.app,
+            keys=KEYS,
+            client_payload=lambda: "{}",
+        )
+    assert host.disabled == {"greeting"}
+    assert any("ignored" in r.message and "greeting" in r.message for r in caplog.records)
     asyncio.run(host.stop())
