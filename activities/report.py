@@ -39,6 +39,7 @@ def session_report(svc: Services | None = None) -> str:
         if r.kind is AuditKind.RISK_DECISION and not r.payload.get("approved")
         for reason in r.payload.get("reasons") or []
     )
+    stale = sum(1 for r in records if r.kind is AuditKind.SIGNAL and "stale" in r.payload)
     orders = store.all_orders()
     by_state = Counter(order.status.value for order in orders)
     latencies = [
@@ -49,7 +50,8 @@ def session_report(svc: Services | None = None) -> str:
     lines = [
         "session report",
         f"  account              {account}",
-        f"  signals              {kinds[AuditKind.SIGNAL]}",
+        f"  signals              {kinds[AuditKind.SIGNAL]}"
+        + (f" ({stale} stale, not traded)" if stale else ""),
         f"  dead-lettered events {sum(1 for r in ingest if r.kind is AuditKind.DEAD_LETTER)}",
         f"  intents              {len(intents)}",
         "  outcomes             "

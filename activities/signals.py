@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import chain
 from typing import Annotated, Any
 
 import msgspec
@@ -113,6 +114,9 @@ class Batch:
 
     requests: list[TradeRequest] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
+    # Signals older than ``max_signal_age_s``, with their age in seconds: audited, not
+    # traded, and their strategy's targets left where the last traded signal put them.
+    stale: list[tuple[Signal, float]] = field(default_factory=list)
     order_updates: list[BrokerOrder] = field(default_factory=list)
     dead_letters: int = 0
     duplicates: int = 0
@@ -143,6 +147,7 @@ class Counters:
     dead_letters: int = 0
     duplicates: int = 0
     signals: int = 0
+    stale_signals: int = 0
     ts_last_tick: datetime | None = None
     wall_last_batch: float | None = None
 
@@ -153,6 +158,7 @@ class Counters:
             "dead_letters": self.dead_letters,
             "duplicates": self.duplicates,
             "signals": self.signals,
+            "stale_signals": self.stale_signals,
             "ts_last_tick": None if self.ts_last_tick is None else self.ts_last_tick.isoformat(),
             "seconds_since_last_batch": (
                 None if self.wall_last_batch is None else time.time() - self.wall_last_batch
@@ -303,7 +309,7 @@ class SignalProcessor:
                 touched[slot.key] = slot
                 signal = slot.strategy.on_tick(tick)
                 if signal is not None:
-                    self._on_signal(slot, signal, batch)
+                    self._on_signal(slot, signal, batch, now)
         batch.slots = list(touched.values())
         self._count(batch, ticks)
         return batch
@@ -315,12 +321,21 @@ class SignalProcessor:
         counters.dead_letters += batch.dead_letters
         counters.duplicates += batch.duplicates
         counters.signals += len(batch.signals)
+        counters.stale_signals += len(batch.stale)
         counters.wall_last_batch = time.time()
         if ticks:
             counters.ts_last_tick = ticks[-1].ts_event
 
-    def _on_signal(self, slot: _Slot, signal: Signal, batch: Batch) -> None:
+    def _on_signal(self, slot: _Slot, signal: Signal, batch: Batch, now: datetime) -> None:
         settings = self.svc.settings
+        max_age = settings.max_signal_age_s
+        if max_age is not None:
+            age = (now - signal.ts_signal).total_seconds()
+            if age > max_age:
+                # Not planned, so the targets stay those of what was last traded: the next
+                # signal is sized from them, not from a position never taken.
+                batch.stale.append((signal, age))
+                return
         batch.signals.append(signal)
         intent = plan_intent(
             signal,
@@ -347,6 +362,11 @@ class SignalProcessor:
         )
 
     def audit_signals(self, batch: Batch, *, now: datetime) -> None:
+        limit = self.svc.settings.max_signal_age_s
+        stale = [
+            {**signal.to_dict(), "stale": {"age_s": round(age, 3), "max_signal_age_s": limit}}
+            for signal, age in batch.stale
+        ]
         audit.append_many(
             self.svc.store,
             partition=self.svc.settings.account,
@@ -358,7 +378,7 @@ class SignalProcessor:
                     correlation={"strategy_id": data["strategy_id"]},
                     payload=data,
                 )
-                for data in (signal.to_dict() for signal in batch.signals)
+                for data in chain((signal.to_dict() for signal in batch.signals), stale)
             ],
         )
 

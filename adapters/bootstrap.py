@@ -71,9 +71,14 @@ def _json_setting(environ: Mapping[str, str], name: str, default: Any) -> Any:
 
 
 def _int_setting(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = _optional_int_setting(environ, name)
+    return default if value is None else value
+
+
+def _optional_int_setting(environ: Mapping[str, str], name: str) -> int | None:
     text = environ.get(name)
     if text is None or not text.strip():
-        return default
+        return None
     try:
         value = int(text)
     except ValueError:
@@ -166,6 +171,9 @@ class Settings:
     approval_notional: Decimal | None = None
     manual_approval: bool = False
     approval_timeout_s: int = 300
+    # Signals older than this (from their market time to when the trigger works them out)
+    # are not traded: a backlog worked through late does not trade at today's prices.
+    max_signal_age_s: int | None = None
     entry_timeout_s: int = 60
     exit_timeout_s: int = 23_400
     poll_interval_s: int = 2
@@ -219,6 +227,7 @@ class Settings:
             ),
             manual_approval=_bool_setting(environ, "TRADING_MANUAL_APPROVAL"),
             approval_timeout_s=_int_setting(environ, "TRADING_APPROVAL_TIMEOUT_S", 300),
+            max_signal_age_s=_optional_int_setting(environ, "TRADING_MAX_SIGNAL_AGE_S"),
             entry_timeout_s=_int_setting(environ, "TRADING_ENTRY_TIMEOUT_S", 60),
             exit_timeout_s=_int_setting(environ, "TRADING_EXIT_TIMEOUT_S", 23_400),
             poll_interval_s=_int_setting(environ, "TRADING_POLL_INTERVAL_S", 2),

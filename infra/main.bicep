@@ -39,6 +39,10 @@ param alpacaLive bool = false
 @description('JSON RiskLimits the desk hands to an account that has never been given limits (TRADING_RISK_LIMITS).')
 param riskLimits string = '{"max_order_notional": "250000", "max_open_orders": 50, "max_orders_per_minute": 120, "daily_loss_limit": "5000"}'
 
+@description('Signals older than this many seconds when the ticks trigger works them out are audited, not traded (TRADING_MAX_SIGNAL_AGE_S).')
+@minValue(1)
+param maxSignalAgeSeconds int = 60
+
 @description('Durable task hub name. One hub per environment: two apps sharing a hub steal each other\'s work.')
 param durableTaskHub string = 'TradingDesk'
 
@@ -565,6 +569,7 @@ var appSettings = {
   ALPACA_SECRET_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.properties.vaultUri}secrets/${alpacaSecretKeySecretName}/)'
   ALPACA_LIVE: alpacaLive ? 'true' : 'false'
   TRADING_RISK_LIMITS: riskLimits
+  TRADING_MAX_SIGNAL_AGE_S: string(maxSignalAgeSeconds)
   TRADING_STORE: 'cosmos'
   COSMOS_ENDPOINT: cosmos.properties.documentEndpoint
   COSMOS_DATABASE: cosmosDatabaseName

@@ -127,6 +127,7 @@ async def _process_traced(
     tel.count("desk.dead_letters", batch.dead_letters)
     tel.count("desk.duplicates", batch.duplicates)
     tel.count("desk.signals", len(batch.signals))
+    tel.count("desk.stale_signals", len(batch.stale))
     tel.count("desk.intents", len(batch.requests))
     if events:
         alerting.observe(desk.svc, alerting.ERROR_METRIC, batch.dead_letters / len(events), ts=now)
@@ -139,3 +140,9 @@ async def _process_traced(
     desk.commit(batch)
     if batch.dead_letters:
         log.warning("ticks: %d malformed events dead-lettered", batch.dead_letters)
+    if batch.stale:
+        log.warning(
+            "ticks: %d signals older than TRADING_MAX_SIGNAL_AGE_S not traded (oldest %.0f s)",
+            len(batch.stale),
+            max(age for _, age in batch.stale),
+        )

@@ -17,6 +17,7 @@ def test_defaults_need_no_settings() -> None:
     assert settings.strategies  # the default strategies
     assert settings.risk_limits is None
     assert settings.manual_approval is False
+    assert settings.max_signal_age_s is None  # replays of old market data trade as dated
 
 
 def test_values_are_parsed() -> None:
@@ -28,6 +29,7 @@ def test_values_are_parsed() -> None:
             "TRADING_MANUAL_APPROVAL": "true",
             "TRADING_SIMULATOR": '{"latency_ms": 5, "partial_fill_fraction": "0.5"}',
             "TRADING_POLL_INTERVAL_S": "3",
+            "TRADING_MAX_SIGNAL_AGE_S": "45",
         }
     )
     assert settings.account == "desk-1"
@@ -37,6 +39,7 @@ def test_values_are_parsed() -> None:
     assert settings.manual_approval is True
     assert settings.simulator.partial_fill_fraction == Decimal("0.5")
     assert settings.poll_interval_s == 3
+    assert settings.max_signal_age_s == 45
 
 
 @pytest.mark.parametrize(
@@ -51,6 +54,8 @@ def test_values_are_parsed() -> None:
         ("TRADING_MANUAL_APPROVAL", "maybe"),
         ("TRADING_ENTRY_TIMEOUT_S", "soon"),
         ("TRADING_POLL_INTERVAL_S", "0"),
+        ("TRADING_MAX_SIGNAL_AGE_S", "a minute"),
+        ("TRADING_MAX_SIGNAL_AGE_S", "-5"),
         ("TRADING_SIMULATOR", '{"reject_rate": 2}'),
         ("TRADING_RISK_LIMITS", '{"max_order_quantity": "-1", "colour": 1}'),
     ],

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from activities.report import session_report
 from adapters.simulated_broker import SimulatedBroker, SimulatorConfig
 from adapters.sqlite_store import SqliteStore
 from devhost.durable import RuntimeStatus
+from domain.audit import AuditKind
 from domain.errors import RetryableFault
 from domain.execution import TradeRequest
 from domain.market import ParseError, Tick, parse_market_event
@@ -583,5 +585,42 @@ def test_the_configured_limits_apply_from_the_first_order_without_a_warm_up(
         # Limits an operator set (here: none) are not replaced by the configured ones.
         later = [t.output["outcome"] for t in desk.trades() if t.instance_id != first.instance_id]
         assert later and set(later) == {"completed"}
+    finally:
+        desk.close()
+
+
+def test_signals_older_than_the_limit_are_audited_and_not_traded_and_sizing_stays_in_step(
+    tmp_path: Path,
+) -> None:
+    desk = make_desk(tmp_path, strategies=[SMA], max_signal_age_s=30)
+    try:
+        now = datetime.now(UTC)
+        desk.market_ts = now - timedelta(minutes=2)
+        desk.prices("AAPL", RISING)  # a backlog: the crossover is two minutes old
+        desk.settle(5)
+        assert desk.trades() == []
+        [stale] = [r for r in desk.store.records("paper") if r.kind is AuditKind.SIGNAL]
+        assert stale.payload["targets"] == [1]
+        assert stale.payload["stale"]["max_signal_age_s"] == 30
+        assert stale.payload["stale"]["age_s"] > 100
+
+        # Then prompt ticks: the strategy's exit would have sold what was never bought.
+        desk.market_ts = datetime.now(UTC) - timedelta(seconds=10)
+        desk.prices("AAPL", [100.0, 99.0])
+        desk.settle(5)
+        assert desk.trades() == []
+        assert desk.store.positions("paper") == []
+
+        # And a prompt entry trades the strategy's size, once.
+        desk.prices("AAPL", RISING)
+        desk.settle(5)
+        [entry] = desk.trades()
+        assert entry.output["outcome"] == "completed"
+        assert {p.symbol: p.quantity for p in desk.store.positions("paper")} == {
+            "AAPL": Decimal(10)
+        }
+        assert desk.chain_ok()
+        report = session_report(desk.services)
+        assert "signals              3 (1 stale, not traded)" in report
     finally:
         desk.close()
