@@ -624,3 +624,30 @@ def test_signals_older_than_the_limit_are_audited_and_not_traded_and_sizing_stay
         assert "signals              3 (1 stale, not traded)" in report
     finally:
         desk.close()
+
+
+def test_a_denied_entry_gives_its_target_back_so_the_exit_sells_nothing(tmp_path: Path) -> None:
+    # Halted, the entry is denied; resumed, the strategy's exit would have sold the ten
+    # shares it never bought, leaving a long-only strategy short.
+    desk = make_desk(tmp_path, strategies=[SMA])
+    try:
+        desk.engine.signal_entity(("RiskEntity", "paper"), "halt", {"reason": "drill"})
+        desk.settle()
+        desk.prices("AAPL", RISING)
+        desk.settle(5)
+        [denied] = desk.trades()
+        assert denied.output["outcome"] == "denied"
+        desk.engine.signal_entity(("RiskEntity", "paper"), "resume", {})
+        desk.settle()
+        desk.prices("AAPL", [100.0, 99.0])  # the strategy's exit
+        desk.settle(5)
+        assert [t.instance_id for t in desk.trades()] == [denied.instance_id]
+        assert desk.store.positions("paper") == []
+        desk.prices("AAPL", RISING)  # the next entry buys the strategy's size, once
+        desk.settle(5)
+        assert {p.symbol: p.quantity for p in desk.store.positions("paper")} == {
+            "AAPL": Decimal(10)
+        }
+        assert desk.chain_ok()
+    finally:
+        desk.close()
