@@ -30,11 +30,10 @@ from adapters.bootstrap import Services
 from domain import audit
 from domain.audit import AuditKind
 from domain.errors import Conflict, RetryableFault, ValidationError
-from domain.execution import BrokerOrder, TargetMove, TradeRequest
+from domain.execution import BrokerOrder, TradeRequest
 from domain.market import ParseError, Tick, feed_trade, parse_market_event, parse_tick
 from domain.orders import OrderIntent
 from domain.planning import SizingRule, plan_intent
-from domain.ports import SignalStateStore
 from domain.strategies import AnyStrategy, Signal, build_strategy
 
 SIZING_KEYS = frozenset({"quantity", "plan", "take_profit_pct", "stop_loss_pct", "unwind_after_s"})
@@ -103,15 +102,9 @@ class _Slot:
     targets: tuple[int, ...]
     version: str | None = None
     reload: bool = False  # the warm state is not to be trusted: rebuild it from the store
-    # Intents whose target move was given back (``undo_target_move``): kept with the
-    # state so a repeated give-back is recognised.
-    undone: tuple[str, ...] = ()
 
     def snapshot(self) -> dict[str, Any]:
-        data = {"v": 1, "strategy": self.strategy.to_dict(), "targets": list(self.targets)}
-        if self.undone:
-            data["undone"] = list(self.undone)
-        return data
+        return {"v": 1, "strategy": self.strategy.to_dict(), "targets": list(self.targets)}
 
 
 @dataclass
@@ -240,13 +233,11 @@ class SignalProcessor:
                 slot.strategy = build_strategy(slot.config)
                 slot.targets = (0,) * len(slot.strategy.symbols)
                 slot.version = None
-                slot.undone = ()
             else:
                 snapshot = found.value
                 config = {**slot.config, "state": snapshot["strategy"].get("state")}
                 slot.strategy = build_strategy(config)
                 slot.targets = tuple(int(t) for t in snapshot["targets"])
-                slot.undone = tuple(str(i) for i in snapshot.get("undone") or ())
                 slot.version = found.version
             slot.reload = False
         for partition, key in stale_cursors:
@@ -346,10 +337,9 @@ class SignalProcessor:
                 batch.stale.append((signal, age))
                 return
         batch.signals.append(signal)
-        before = slot.targets
         intent = plan_intent(
             signal,
-            before,
+            slot.targets,
             slot.rule,
             account=settings.account,
             unwind_after_s=slot.unwind_after_s,
@@ -368,7 +358,6 @@ class SignalProcessor:
                 poll_interval_s=settings.poll_interval_s,
                 ts_wall_created=time.time(),
                 initial_limits=settings.risk_limits,
-                targets=TargetMove(slot.key, before, signal.targets),
             )
         )
 
@@ -434,36 +423,3 @@ class SignalProcessor:
                     slot.reload = True
                 self._cursors.clear()
                 raise RetryableFault(f"signal state moved on elsewhere: {error}") from error
-
-
-# How many given-back intents a strategy's state remembers: a give-back is retried within
-# minutes of the first, long before this many other trades of one strategy trade nothing.
-UNDONE_KEPT = 200
-
-
-def undo_target_move(store: SignalStateStore, intent_id: str, move: TargetMove) -> bool:
-    """Give back what ``intent_id`` moved its strategy's targets by: the trade traded
-    nothing, so the strategy's next signal must be sized from the targets before it. Later
-    moves stay as they are (the difference is taken off whatever the targets are now). Once
-    per intent: False when it was given back already, or the strategy's state is gone or
-    no longer has these symbols."""
-    for _ in range(20):
-        found = store.load(move.state_key)
-        if found is None:
-            return False
-        snapshot = dict(found.value)
-        undone = [str(i) for i in snapshot.get("undone") or ()]
-        targets = [int(t) for t in snapshot.get("targets") or ()]
-        if intent_id in undone or len(targets) != len(move.before):
-            return False
-        snapshot["targets"] = [
-            now - (after - before)
-            for now, before, after in zip(targets, move.before, move.after, strict=True)
-        ]
-        snapshot["undone"] = [*undone, intent_id][-UNDONE_KEPT:]
-        try:
-            store.save(move.state_key, snapshot, expected_version=found.version)
-        except Conflict:
-            continue  # the trigger saved meanwhile: take its state and try again
-        return True
-    raise RetryableFault(f"signal state {move.state_key!r} kept changing")

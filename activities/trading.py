@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from activities import alerting, service, signals
+from activities import alerting, service
 from activities.blueprint import bp
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_once
@@ -24,7 +24,7 @@ from adapters.observability import correlated, telemetry
 from domain import audit
 from domain.alerts import reconciliation_alert, risk_breach_alert
 from domain.errors import Conflict, TerminalError, ValidationError
-from domain.execution import LegOutcome, LegRequest, TargetMove
+from domain.execution import LegOutcome, LegRequest
 from domain.orders import OrderLeg
 from domain.risk import DenialCode
 from domain.serde import parse_ts, require, require_str
@@ -237,15 +237,6 @@ def record_audit(payload: dict[str, Any]) -> int:
     if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
         raise ValidationError("entries", "must be a list of objects")
     return _record_entries(services(), entries, ts)
-
-
-@bp.activity_trigger(input_name="payload")
-@observed
-def undo_target_move(payload: dict[str, Any]) -> bool:
-    """A strategy's trade that traded nothing gives back its target move (``intent_id``,
-    ``targets``: a ``TargetMove``); see ``activities.signals.undo_target_move``."""
-    move = TargetMove.from_dict(_object(payload, "targets"))
-    return signals.undo_target_move(services().store, require_str(payload, "intent_id"), move)
 
 
 def _record_entries(svc: Services, entries: list[Mapping[str, Any]], ts: datetime) -> int:

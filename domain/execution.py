@@ -234,36 +234,6 @@ def follow_status(order: Order, snapshot: BrokerOrder, *, ts: datetime) -> Order
 
 
 @dataclass(frozen=True, slots=True)
-class TargetMove:
-    """How the intent moved its strategy's targets: the strategy's state key, the targets
-    before and after. A trade that traded nothing gives the move back, so the strategy's
-    next signal is sized from what was actually taken, not from what was asked for."""
-
-    state_key: str
-    before: tuple[int, ...]
-    after: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not self.state_key or len(self.before) != len(self.after) or not self.before:
-            raise ValidationError("targets", "a state key and targets before and after, alike")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"state_key": self.state_key, "before": list(self.before), "after": list(self.after)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        def targets(name: str) -> tuple[int, ...]:
-            value = data.get(name)
-            if not isinstance(value, list) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in value
-            ):
-                raise ValidationError(f"targets.{name}", "must be a list of whole numbers")
-            return tuple(value)
-
-        return cls(require_str(data, "state_key"), targets("before"), targets("after"))
-
-
-@dataclass(frozen=True, slots=True)
 class TradeRequest:
     """The trade orchestration's input: the intent and how to run it.
 
@@ -275,8 +245,7 @@ class TradeRequest:
     ``trace``: the trace context of the work that made the request (W3C ``traceparent``),
     so the orders it leads to join that trace. ``native_brackets``: a bracket's entry may
     go with its exits as one order; requests made before that existed lack the field and
-    replay as they ran (entry first, exits after). ``targets``: the strategy targets a
-    strategy's intent moved (none for a manual order), given back if it trades nothing.
+    replay as they ran (entry first, exits after).
     """
 
     intent: OrderIntent
@@ -289,7 +258,6 @@ class TradeRequest:
     initial_limits: RiskLimits | None = None
     trace: Mapping[str, str] | None = None
     native_brackets: bool = True
-    targets: TargetMove | None = None
 
     def __post_init__(self) -> None:
         for name in ("approval_timeout_s", "entry_timeout_s", "exit_timeout_s", "poll_interval_s"):
@@ -312,7 +280,6 @@ class TradeRequest:
             else self.initial_limits.to_dict(),
             "trace": None if self.trace is None else dict(self.trace),
             "native_brackets": self.native_brackets,
-            "targets": None if self.targets is None else self.targets.to_dict(),
         }
 
     def reserve_payload(self) -> dict[str, Any]:
@@ -346,16 +313,7 @@ class TradeRequest:
             ),
             trace=_trace(data.get("trace")),
             native_brackets=data.get("native_brackets") is True,
-            targets=_target_move(data.get("targets")),
         )
-
-
-def _target_move(value: object) -> TargetMove | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ValidationError("targets", "must be an object")
-    return TargetMove.from_dict(value)
 
 
 def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal:

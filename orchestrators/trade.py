@@ -48,9 +48,6 @@ from orchestrators.steps import (
     risk_entity,
 )
 
-# A pair whose filled leg was closed again: nothing of it is held.
-UNWOUND = "unwound"
-
 
 class _Run:
     """The state one execution of the generator carries between steps."""
@@ -129,22 +126,7 @@ class _Run:
         }
         self.note(AuditKind.INTENT, outcome, result)
         yield from self.flush()
-        move = self.request.targets
-        if move is not None and (outcome == UNWOUND or not self.traded()):
-            # Nothing of the intent is held: its strategy's next signal is sized as if it
-            # had never been signalled.
-            yield self.context.call_activity_with_retry(
-                "undo_target_move",
-                retry_options(),
-                {"intent_id": self.intent.intent_id, "targets": move.to_dict()},
-            )
         return result
-
-    def traded(self) -> bool:
-        """Whether any entry leg filled, however little."""
-        return any(
-            Decimal(self.tracker.filled(self.cid(leg.name))) > 0 for leg in self.intent.entry_legs
-        )
 
 
 def _approval(run: _Run) -> Steps:
@@ -297,7 +279,7 @@ def _unwind(run: _Run) -> Steps:
     yield from _submit(run, legs)
     ids = [run.cid(leg.name) for leg in legs]
     ended = yield from run.follow(ids, run.request.entry_timeout_s, cancellable=False)
-    return UNWOUND if ended == "done" else "unwind_incomplete"
+    return "unwound" if ended == "done" else "unwind_incomplete"
 
 
 def run_trade(context: Ctx) -> Steps:

@@ -21,7 +21,7 @@ from adapters.sqlite_store import SqliteStore
 from devhost.durable import RuntimeStatus
 from domain.audit import AuditKind
 from domain.errors import RetryableFault
-from domain.execution import TargetMove, TradeRequest
+from domain.execution import TradeRequest
 from domain.market import ParseError, Tick, parse_market_event
 from domain.model import OrderType, Side
 from domain.orders import OrderIntent, OrderLeg, PlanKind
@@ -198,9 +198,7 @@ def test_a_native_bracket_whose_entry_part_fills_is_protected_for_what_filled(
         desk.close()
 
 
-def pair_request(
-    intent_id: str, *, b_symbol: str = "QQQ", targets: TargetMove | None = None
-) -> dict[str, object]:
+def pair_request(intent_id: str, *, b_symbol: str = "QQQ") -> dict[str, object]:
     intent = OrderIntent(
         intent_id=intent_id,
         account="paper",
@@ -214,7 +212,7 @@ def pair_request(
         reference_prices={"SPY": Decimal(500), b_symbol: Decimal(400)},
         unwind_after_s=20,
     )
-    return TradeRequest(intent, poll_interval_s=1, targets=targets).to_dict()
+    return TradeRequest(intent, poll_interval_s=1).to_dict()
 
 
 def test_a_pair_fills_both_legs_together(desk: Desk) -> None:
@@ -235,20 +233,13 @@ def test_a_pair_whose_second_leg_is_rejected_unwinds_the_first(tmp_path: Path) -
         desk.prices("SPY", [500.0])
         desk.prices("IWM", [200.0])
         desk.settle()
-        # As a pairs strategy would have it: its saved targets already moved to (1, -1).
-        key = "strategy:pairs:SPY:IWM"
-        desk.store.save(key, {"v": 1, "strategy": {}, "targets": [1, -1]}, expected_version=None)
-        move = TargetMove(key, (0, 0), (1, -1))
-        request = pair_request("int-pair2", b_symbol="IWM", targets=move)
-        desk.engine.start_new("trade", "int-pair2", request)
+        desk.engine.start_new("trade", "int-pair2", pair_request("int-pair2", b_symbol="IWM"))
         desk.settle(2)
         final = desk.status("int-pair2")
         assert final.output["outcome"] == "unwound"
         legs = {o.leg: o.status.value for o in desk.store.orders_for_intent("int-pair2")}
         assert legs == {"a": "filled", "b": "rejected", "unwind-a": "filled"}
         assert all(p.quantity == 0 for p in desk.store.positions("paper"))
-        saved = desk.store.load(key)
-        assert saved is not None and saved.value["targets"] == [0, 0]  # nothing held: back
         assert desk.chain_ok()
     finally:
         desk.close()
@@ -631,32 +622,5 @@ def test_signals_older_than_the_limit_are_audited_and_not_traded_and_sizing_stay
         assert desk.chain_ok()
         report = session_report(desk.services)
         assert "signals              3 (1 stale, not traded)" in report
-    finally:
-        desk.close()
-
-
-def test_a_denied_entry_gives_its_target_back_so_the_exit_sells_nothing(tmp_path: Path) -> None:
-    # Halted, the entry is denied; resumed, the strategy's exit would have sold the ten
-    # shares it never bought, leaving a long-only strategy short.
-    desk = make_desk(tmp_path, strategies=[SMA])
-    try:
-        desk.engine.signal_entity(("RiskEntity", "paper"), "halt", {"reason": "drill"})
-        desk.settle()
-        desk.prices("AAPL", RISING)
-        desk.settle(5)
-        [denied] = desk.trades()
-        assert denied.output["outcome"] == "denied"
-        desk.engine.signal_entity(("RiskEntity", "paper"), "resume", {})
-        desk.settle()
-        desk.prices("AAPL", [100.0, 99.0])  # the strategy's exit
-        desk.settle(5)
-        assert [t.instance_id for t in desk.trades()] == [denied.instance_id]
-        assert desk.store.positions("paper") == []
-        desk.prices("AAPL", RISING)  # the next entry buys the strategy's size, once
-        desk.settle(5)
-        assert {p.symbol: p.quantity for p in desk.store.positions("paper")} == {
-            "AAPL": Decimal(10)
-        }
-        assert desk.chain_ok()
     finally:
         desk.close()

@@ -14,7 +14,6 @@ from domain.execution import (
     Execution,
     LegOutcome,
     LegRequest,
-    TargetMove,
     TradeRequest,
     catch_up_snapshots,
     exit_legs,
@@ -95,13 +94,6 @@ def test_payloads_round_trip_and_validate() -> None:
     # A request from before native brackets (no field) replays as it ran: entry first.
     older = {k: v for k, v in trade.to_dict().items() if k != "native_brackets"}
     assert TradeRequest.from_dict(older).native_brackets is False
-    # A strategy's request carries its target move; one from before it (or a manual one)
-    # has none.
-    moved = TradeRequest(intent, targets=TargetMove("strategy:s", (0,), (1,)))
-    assert TradeRequest.from_dict(moved.to_dict()) == moved
-    assert TradeRequest.from_dict(older).targets is None
-    with pytest.raises(ValidationError, match="targets"):
-        TradeRequest.from_dict({**trade.to_dict(), "targets": "up"})
     with pytest.raises(ValidationError, match="poll_interval_s"):
         TradeRequest(intent, poll_interval_s=0)
 
