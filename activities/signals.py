@@ -331,9 +331,9 @@ class SignalProcessor:
         max_age = settings.max_signal_age_s
         if max_age is not None:
             age = (now - signal.ts_signal).total_seconds()
-            if age > max_age:
-                # Not planned, so the targets stay those of what was last traded: the next
-                # signal is sized from them, not from a position never taken.
+            if age > max_age and not self._planned_before(signal):
+                # Not planned, so the targets stay where the last planned signal put them:
+                # the next signal is sized from them, not from a position never asked for.
                 batch.stale.append((signal, age))
                 return
         batch.signals.append(signal)
@@ -360,6 +360,14 @@ class SignalProcessor:
                 initial_limits=settings.risk_limits,
             )
         )
+
+    def _planned_before(self, signal: Signal) -> bool:
+        """Whether an earlier delivery of this batch found ``signal`` fresh (its audit
+        record says so): its trade may have started then, so a redelivery that comes too
+        late to call it fresh must still plan it, or the saved targets would miss a move
+        the books will make. Asked only of signals that look stale."""
+        earlier = self.svc.store.find_event(self.svc.settings.account, signal.signal_id)
+        return earlier is not None and "stale" not in earlier.payload
 
     def audit_signals(self, batch: Batch, *, now: datetime) -> None:
         limit = self.svc.settings.max_signal_age_s

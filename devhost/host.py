@@ -103,8 +103,9 @@ class DevHost:
         )
         if durable:
             log.warning(
-                "AzureWebJobs.<name>.Disabled is ignored for orchestrator, activity and entity "
-                "functions: %s",
+                "AzureWebJobs.<name>.Disabled is set for durable functions, which devhost keeps "
+                "running: %s. In Azure it stops them, and the orchestrations that call them hang "
+                "or fail; remove the setting",
                 ", ".join(durable),
             )
         config.state_dir.mkdir(parents=True, exist_ok=True)

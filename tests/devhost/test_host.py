@@ -180,7 +180,7 @@ def test_the_disabled_switch_is_read_as_the_functions_host_reads_it() -> None:
     assert disabled_functions(names, {}) == frozenset()
 
 
-def test_disabling_a_durable_function_is_ignored_with_a_warning(
+def test_disabling_a_durable_function_keeps_it_running_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     root = make_root(tmp_path, {"AzureWebJobs.greeting.Disabled": "true"})
@@ -192,5 +192,5 @@ def test_disabling_a_durable_function_is_ignored_with_a_warning(
             client_payload=lambda: "{}",
         )
     assert host.disabled == {"greeting"}
-    assert any("ignored" in r.message and "greeting" in r.message for r in caplog.records)
+    assert any("keeps running" in r.message and "greeting" in r.message for r in caplog.records)
     asyncio.run(host.stop())

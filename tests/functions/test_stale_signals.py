@@ -1,0 +1,71 @@
+"""A signal's staleness is decided once: a batch delivered again after its trades started
+plans what its first delivery planned, however late the redelivery comes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from activities.signals import RawEvent, SignalProcessor
+from adapters.bootstrap import Services, Settings
+from adapters.simulated_broker import SimulatedBroker
+from adapters.sqlite_store import SqliteStore
+from tests.functions.desk import T0, trade
+
+SMA = {"kind": "sma_cross", "symbol": "AAPL", "fast": 2, "slow": 3, "quantity": 10}
+RISING = [100.0, 100.0, 100.0, 101.0]  # one crossover, at the last tick
+LIMIT_S = 30
+
+
+def batch() -> list[RawEvent]:
+    return [
+        RawEvent("0", seq, trade("AAPL", price, T0 + timedelta(seconds=seq)))
+        for seq, price in enumerate(RISING)
+    ]
+
+
+@pytest.fixture
+def processor(tmp_path: Path) -> Iterator[SignalProcessor]:
+    settings = Settings(
+        books_path=tmp_path / "books.sqlite", strategies=(SMA,), max_signal_age_s=LIMIT_S
+    )
+    store = SqliteStore(settings.books_path)
+    try:
+        yield SignalProcessor(Services(settings, store, SimulatedBroker()))
+    finally:
+        store.close()
+
+
+SIGNAL_TS = T0 + timedelta(seconds=len(RISING) - 1)
+
+
+def test_a_fresh_signal_stays_planned_when_its_batch_comes_back_too_late(
+    processor: SignalProcessor,
+) -> None:
+    first = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=10))
+    [request] = first.requests
+    processor.audit_signals(first, now=SIGNAL_TS)
+    # Its trade was started; then the batch failed before its commit and is redelivered
+    # after a backoff that takes the signal past the limit.
+    processor.abandon(first)
+    again = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S + 60))
+    assert [r.intent.intent_id for r in again.requests] == [request.intent.intent_id]
+    assert again.stale == []
+
+
+def test_a_signal_found_stale_stays_stale(processor: SignalProcessor) -> None:
+    late = SIGNAL_TS + timedelta(seconds=LIMIT_S + 1)
+    first = processor.ingest(batch(), now=late)
+    assert first.requests == [] and len(first.stale) == 1
+    processor.audit_signals(first, now=late)
+    processor.abandon(first)
+    again = processor.ingest(batch(), now=late + timedelta(minutes=5))
+    assert again.requests == [] and len(again.stale) == 1
+
+
+def test_at_the_limit_a_signal_is_fresh(processor: SignalProcessor) -> None:
+    result = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S))
+    assert len(result.requests) == 1 and result.stale == []
