@@ -136,6 +136,12 @@ def _notional(intent: OrderIntent) -> Decimal:
     )
 
 
+def _adds_exposure(before: Sequence[int], after: Sequence[int]) -> bool:
+    """Whether moving from ``before`` to ``after`` targets opens or grows a position on
+    any symbol (a flip opens one), rather than only closing."""
+    return any(abs(new) > abs(old) or new * old < 0 for old, new in zip(before, after, strict=True))
+
+
 def _strategy_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in SIZING_KEYS and k != "state"}
 
@@ -329,11 +335,13 @@ class SignalProcessor:
     def _on_signal(self, slot: _Slot, signal: Signal, batch: Batch, now: datetime) -> None:
         settings = self.svc.settings
         max_age = settings.max_signal_age_s
-        if max_age is not None:
+        if max_age is not None and _adds_exposure(slot.targets, signal.targets):
             age = (now - signal.ts_signal).total_seconds()
             if age > max_age and not self._planned_before(signal):
                 # Not planned, so the targets stay where the last planned signal put them:
                 # the next signal is sized from them, not from a position never asked for.
+                # A signal that only reduces exposure is traded however late: closing on
+                # old data is what the strategy wants now too.
                 batch.stale.append((signal, age))
                 return
         batch.signals.append(signal)

@@ -39,7 +39,7 @@ param alpacaLive bool = false
 @description('JSON RiskLimits the desk hands to an account that has never been given limits (TRADING_RISK_LIMITS).')
 param riskLimits string = '{"max_order_notional": "250000", "max_open_orders": 50, "max_orders_per_minute": 120, "daily_loss_limit": "5000"}'
 
-@description('Signals older than this many seconds when the ticks trigger works them out are audited, not traded (TRADING_MAX_SIGNAL_AGE_S).')
+@description('Signals that open or grow a position and are older than this many seconds when the ticks trigger works them out are audited, not traded (TRADING_MAX_SIGNAL_AGE_S).')
 @minValue(1)
 param maxSignalAgeSeconds int = 60
 

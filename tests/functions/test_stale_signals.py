@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,23 +21,27 @@ RISING = [100.0, 100.0, 100.0, 101.0]  # one crossover, at the last tick
 LIMIT_S = 30
 
 
-def batch() -> list[RawEvent]:
+def batch(prices: list[float] = RISING, first_seq: int = 0) -> list[RawEvent]:
     return [
         RawEvent("0", seq, trade("AAPL", price, T0 + timedelta(seconds=seq)))
-        for seq, price in enumerate(RISING)
+        for seq, price in enumerate(prices, start=first_seq)
     ]
+
+
+def make_processor(tmp_path: Path, strategy: dict[str, object]) -> SignalProcessor:
+    settings = Settings(
+        books_path=tmp_path / "books.sqlite", strategies=(strategy,), max_signal_age_s=LIMIT_S
+    )
+    return SignalProcessor(Services(settings, SqliteStore(settings.books_path), SimulatedBroker()))
 
 
 @pytest.fixture
 def processor(tmp_path: Path) -> Iterator[SignalProcessor]:
-    settings = Settings(
-        books_path=tmp_path / "books.sqlite", strategies=(SMA,), max_signal_age_s=LIMIT_S
-    )
-    store = SqliteStore(settings.books_path)
+    made = make_processor(tmp_path, SMA)
     try:
-        yield SignalProcessor(Services(settings, store, SimulatedBroker()))
+        yield made
     finally:
-        store.close()
+        made.svc.store.close()
 
 
 SIGNAL_TS = T0 + timedelta(seconds=len(RISING) - 1)
@@ -69,3 +74,29 @@ def test_a_signal_found_stale_stays_stale(processor: SignalProcessor) -> None:
 def test_at_the_limit_a_signal_is_fresh(processor: SignalProcessor) -> None:
     result = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S))
     assert len(result.requests) == 1 and result.stale == []
+
+
+FALLING = [99.0, 98.0]  # after RISING: the fast average crosses back below
+
+
+def test_a_late_signal_that_only_closes_is_traded(processor: SignalProcessor) -> None:
+    entry = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=1))
+    processor.commit(entry)
+    late = processor.ingest(batch(FALLING, len(RISING)), now=SIGNAL_TS + timedelta(minutes=10))
+    [exit_request] = late.requests
+    [leg] = exit_request.intent.legs
+    assert (leg.side.value, leg.quantity) == ("sell", Decimal(10))
+    assert late.stale == []
+
+
+def test_a_late_flip_is_not_traded_and_keeps_the_position(tmp_path: Path) -> None:
+    processor = make_processor(tmp_path, {**SMA, "allow_short": True})
+    try:
+        entry = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=1))
+        processor.commit(entry)
+        late = processor.ingest(batch(FALLING, len(RISING)), now=SIGNAL_TS + timedelta(minutes=10))
+        assert late.requests == []
+        [(signal, _)] = late.stale
+        assert signal.targets == (-1,)
+    finally:
+        processor.svc.store.close()
