@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import chain
 from typing import Annotated, Any
@@ -35,6 +35,11 @@ from domain.market import ParseError, Tick, feed_trade, parse_market_event, pars
 from domain.orders import OrderIntent
 from domain.planning import SizingRule, plan_intent
 from domain.strategies import AnyStrategy, Signal, build_strategy
+
+# Claims keep each signal's stale-or-fresh decision (``SignalProcessor._stale_age``) for
+# as long as a batch can be delivered again: longer than any Event Hub retention.
+PLAN_CLAIM_PREFIX = "signal-plan:"
+PLAN_CLAIMS_KEPT = timedelta(days=8)
 
 SIZING_KEYS = frozenset({"quantity", "plan", "take_profit_pct", "stop_loss_pct", "unwind_after_s"})
 RAW_LIMIT = 1024
@@ -336,8 +341,8 @@ class SignalProcessor:
         settings = self.svc.settings
         max_age = settings.max_signal_age_s
         if max_age is not None and _adds_exposure(slot.targets, signal.targets):
-            age = (now - signal.ts_signal).total_seconds()
-            if age > max_age and not self._planned_before(signal):
+            age = self._stale_age(signal, max_age, now)
+            if age is not None:
                 # Not planned, so the targets stay where the last planned signal put them:
                 # the next signal is sized from them, not from a position never asked for.
                 # A signal that only reduces exposure is traded however late: closing on
@@ -369,13 +374,20 @@ class SignalProcessor:
             )
         )
 
-    def _planned_before(self, signal: Signal) -> bool:
-        """Whether an earlier delivery of this batch found ``signal`` fresh (its audit
-        record says so): its trade may have started then, so a redelivery that comes too
-        late to call it fresh must still plan it, or the saved targets would miss a move
-        the books will make. Asked only of signals that look stale."""
-        earlier = self.svc.store.find_event(self.svc.settings.account, signal.signal_id)
-        return earlier is not None and "stale" not in earlier.payload
+    def _stale_age(self, signal: Signal, max_age: int, now: datetime) -> float | None:
+        """The signal's age when it is too old to open a position, else None. Decided once
+        and kept as a claim: the first delivery to get here decides, and a later one (a
+        batch delivered again after a failure, a second instance racing for the
+        partition, a clock that disagrees) follows it. Otherwise a redelivery could plan
+        differently from a delivery whose trades already started, and the saved targets
+        would disagree with what the books will hold."""
+        age = (now - signal.ts_signal).total_seconds()
+        decided = self.svc.store.claim(
+            f"{PLAN_CLAIM_PREFIX}{signal.signal_id}",
+            {"stale": age > max_age, "age_s": round(age, 3)},
+            ts=now,
+        )
+        return float(decided.value["age_s"]) if decided.value.get("stale") else None
 
     def audit_signals(self, batch: Batch, *, now: datetime) -> None:
         limit = self.svc.settings.max_signal_age_s

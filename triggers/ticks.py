@@ -18,7 +18,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from activities import alerting
-from activities.signals import RawEvent, SignalProcessor
+from activities.signals import PLAN_CLAIM_PREFIX, PLAN_CLAIMS_KEPT, RawEvent, SignalProcessor
 from adapters.bootstrap import Services, services
 from adapters.durable_client import start_claimed
 from adapters.observability import Telemetry, correlated, telemetry
@@ -146,3 +146,12 @@ async def _process_traced(
             len(batch.stale),
             max(age for _, age in batch.stale),
         )
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 50 0 * * *")
+def forget_signal_decisions(timer: func.TimerRequest) -> None:
+    """Each night: drop the stale-or-fresh decisions of signals older than any batch that
+    could still be delivered again."""
+    before = datetime.now(UTC) - PLAN_CLAIMS_KEPT
+    forgotten = services().store.forget_claims(PLAN_CLAIM_PREFIX, before=before)
+    log.info("ticks: %d signal decisions from before %s forgotten", forgotten, before)

@@ -1,20 +1,21 @@
-"""A signal's staleness is decided once: a batch delivered again after its trades started
-plans what its first delivery planned, however late the redelivery comes."""
+"""A signal's staleness is decided once: whoever works a batch out again (a redelivery
+after a failure, a second instance racing for the partition, a clock that disagrees) plans
+what the first decision planned."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from activities.signals import RawEvent, SignalProcessor
+from activities.signals import PLAN_CLAIM_PREFIX, PLAN_CLAIMS_KEPT, RawEvent, SignalProcessor
 from adapters.bootstrap import Services, Settings
 from adapters.simulated_broker import SimulatedBroker
 from adapters.sqlite_store import SqliteStore
-from tests.functions.desk import T0, trade
+from tests.functions.desk import T0, make_desk, trade
 
 SMA = {"kind": "sma_cross", "symbol": "AAPL", "fast": 2, "slow": 3, "quantity": 10}
 RISING = [100.0, 100.0, 100.0, 101.0]  # one crossover, at the last tick
@@ -100,3 +101,40 @@ def test_a_late_flip_is_not_traded_and_keeps_the_position(tmp_path: Path) -> Non
         assert signal.targets == (-1,)
     finally:
         processor.svc.store.close()
+
+
+def test_a_stale_decision_holds_for_a_redelivery_whose_clock_says_fresh(
+    processor: SignalProcessor,
+) -> None:
+    first = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S + 15))
+    assert first.requests == [] and len(first.stale) == 1
+    processor.abandon(first)  # failed before its audit: nothing of it was written
+    behind = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S - 5))
+    assert behind.requests == [] and len(behind.stale) == 1
+
+
+def test_two_instances_working_one_batch_out_decide_alike(
+    tmp_path: Path, processor: SignalProcessor
+) -> None:
+    # A second instance takes the partition over while the first is still on the batch:
+    # the first calls the signal fresh (and will start its trade), the second, two seconds
+    # later on its clock, would have called it stale.
+    other = SignalProcessor(processor.svc)
+    fresh = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S - 1))
+    late = other.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=LIMIT_S + 1))
+    assert [r.intent for r in late.requests] == [r.intent for r in fresh.requests]
+    assert len(fresh.requests) == 1 and late.stale == []
+
+
+def test_decisions_are_forgotten_once_no_batch_could_come_back(tmp_path: Path) -> None:
+    desk = make_desk(tmp_path, strategies=[SMA], max_signal_age_s=LIMIT_S)
+    try:
+        old = datetime.now(UTC) - PLAN_CLAIMS_KEPT - timedelta(minutes=1)
+        desk.store.claim(f"{PLAN_CLAIM_PREFIX}sig-old", {"stale": True, "age_s": 99}, ts=old)
+        recent = datetime.now(UTC)
+        desk.store.claim(f"{PLAN_CLAIM_PREFIX}sig-new", {"stale": True, "age_s": 99}, ts=recent)
+        desk.fire("forget_signal_decisions")
+        assert desk.store.claim(f"{PLAN_CLAIM_PREFIX}sig-old", {}, ts=recent).created is True
+        assert desk.store.claim(f"{PLAN_CLAIM_PREFIX}sig-new", {}, ts=recent).created is False
+    finally:
+        desk.close()
