@@ -147,6 +147,15 @@ def _adds_exposure(before: Sequence[int], after: Sequence[int]) -> bool:
     return any(abs(new) > abs(old) or new * old < 0 for old, new in zip(before, after, strict=True))
 
 
+def _closing_part(before: tuple[int, ...], after: tuple[int, ...]) -> tuple[int, ...]:
+    """The part of a move from ``before`` to ``after`` that only closes: a flip stops at
+    flat, a position opened or grown stays as it was."""
+    return tuple(
+        0 if new * old < 0 else (old if abs(new) > abs(old) else new)
+        for old, new in zip(before, after, strict=True)
+    )
+
+
 def _strategy_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in SIZING_KEYS and k != "state"}
 
@@ -343,12 +352,17 @@ class SignalProcessor:
         if max_age is not None and _adds_exposure(slot.targets, signal.targets):
             age = self._stale_age(signal, max_age, now)
             if age is not None:
-                # Not planned, so the targets stay where the last planned signal put them:
-                # the next signal is sized from them, not from a position never asked for.
-                # A signal that only reduces exposure is traded however late: closing on
-                # old data is what the strategy wants now too.
+                # What it would open is not planned, so the targets stay where the last
+                # planned signal put them: the next signal is sized from them. What it
+                # closes (the first half of a flip) is traded however late, as a signal of
+                # its own: flat is what the strategy wants now too.
                 batch.stale.append((signal, age))
-                return
+                closing = _closing_part(slot.targets, signal.targets)
+                if closing == slot.targets:
+                    return
+                signal = Signal(
+                    signal.strategy_id, signal.symbols, closing, signal.prices, signal.ts_signal
+                )
         batch.signals.append(signal)
         intent = plan_intent(
             signal,

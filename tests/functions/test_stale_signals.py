@@ -90,15 +90,30 @@ def test_a_late_signal_that_only_closes_is_traded(processor: SignalProcessor) ->
     assert late.stale == []
 
 
-def test_a_late_flip_is_not_traded_and_keeps_the_position(tmp_path: Path) -> None:
+def test_a_late_flip_only_closes_and_the_next_signal_is_sized_from_flat(
+    tmp_path: Path,
+) -> None:
     processor = make_processor(tmp_path, {**SMA, "allow_short": True})
     try:
         entry = processor.ingest(batch(), now=SIGNAL_TS + timedelta(seconds=1))
         processor.commit(entry)
-        late = processor.ingest(batch(FALLING, len(RISING)), now=SIGNAL_TS + timedelta(minutes=10))
-        assert late.requests == []
-        [(signal, _)] = late.stale
-        assert signal.targets == (-1,)
+        late_now = SIGNAL_TS + timedelta(minutes=10)
+        late = processor.ingest(batch(FALLING, len(RISING)), now=late_now)
+        [(flip, _)] = late.stale
+        assert flip.targets == (-1,)
+        [close] = late.requests  # the long closed, no short opened
+        [leg] = close.intent.legs
+        assert (leg.side.value, leg.quantity) == ("sell", Decimal(10))
+        assert [s.targets for s in late.signals] == [(0,)]
+        processor.audit_signals(late, now=late_now)
+        processor.commit(late)
+        # Back up, promptly: the strategy's next signal buys its size from flat.
+        seq = len(RISING) + len(FALLING)
+        prompt = SIGNAL_TS + timedelta(seconds=len(FALLING) + 3)
+        again = processor.ingest(batch([101.0, 103.0], seq), now=prompt)
+        [reopen] = again.requests
+        [leg] = reopen.intent.legs
+        assert (leg.side.value, leg.quantity) == ("buy", Decimal(10))
     finally:
         processor.svc.store.close()
 
