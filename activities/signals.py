@@ -119,8 +119,9 @@ class Batch:
 
     requests: list[TradeRequest] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
-    # Signals older than ``max_signal_age_s``, with their age in seconds: audited, not
-    # traded, and their strategy's targets left where the last traded signal put them.
+    # Signals that would open a position and are older than ``max_signal_age_s``, with
+    # their age in seconds: audited, their opening not traded (a flip's closing half is
+    # among ``signals``), their strategy's targets left where the last planned one put them.
     stale: list[tuple[Signal, float]] = field(default_factory=list)
     order_updates: list[BrokerOrder] = field(default_factory=list)
     dead_letters: int = 0
