@@ -108,6 +108,11 @@ class _Slot:
     version: str | None = None
     reload: bool = False  # the warm state is not to be trusted: rebuild it from the store
 
+    @property
+    def long_only(self) -> bool:
+        """A one-symbol strategy that never sells short (pairs always hold one leg short)."""
+        return len(self.strategy.symbols) == 1 and not self.strategy.allow_short
+
     def snapshot(self) -> dict[str, Any]:
         return {"v": 1, "strategy": self.strategy.to_dict(), "targets": list(self.targets)}
 
@@ -386,6 +391,7 @@ class SignalProcessor:
                 poll_interval_s=settings.poll_interval_s,
                 ts_wall_created=time.time(),
                 initial_limits=settings.risk_limits,
+                long_only=slot.long_only,
             )
         )
 

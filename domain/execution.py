@@ -245,7 +245,8 @@ class TradeRequest:
     ``trace``: the trace context of the work that made the request (W3C ``traceparent``),
     so the orders it leads to join that trace. ``native_brackets``: a bracket's entry may
     go with its exits as one order; requests made before that existed lack the field and
-    replay as they ran (entry first, exits after).
+    replay as they ran (entry first, exits after). ``long_only``: the intent's strategy
+    never sells short, so the risk check refuses a sell that would.
     """
 
     intent: OrderIntent
@@ -258,6 +259,7 @@ class TradeRequest:
     initial_limits: RiskLimits | None = None
     trace: Mapping[str, str] | None = None
     native_brackets: bool = True
+    long_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("approval_timeout_s", "entry_timeout_s", "exit_timeout_s", "poll_interval_s"):
@@ -280,11 +282,12 @@ class TradeRequest:
             else self.initial_limits.to_dict(),
             "trace": None if self.trace is None else dict(self.trace),
             "native_brackets": self.native_brackets,
+            "long_only": self.long_only,
         }
 
     def reserve_payload(self) -> dict[str, Any]:
         """What the risk entity's ``reserve`` takes for this intent."""
-        payload = self.intent.reserve_request().to_dict()
+        payload = self.intent.reserve_request(no_short=self.long_only).to_dict()
         if self.initial_limits is not None:
             payload["initial_limits"] = self.initial_limits.to_dict()
         return payload
@@ -313,6 +316,7 @@ class TradeRequest:
             ),
             trace=_trace(data.get("trace")),
             native_brackets=data.get("native_brackets") is True,
+            long_only=data.get("long_only") is True,
         )
 
 

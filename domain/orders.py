@@ -242,8 +242,11 @@ class OrderIntent:
     def entry_legs(self) -> tuple[OrderLeg, ...]:
         return tuple(leg for leg in self.legs if leg.name in ("entry", "a", "b"))
 
-    def reserve_request(self, last_trades: Mapping[str, Decimal] | None = None) -> ReserveRequest:
-        """What risk must reserve: the entry legs at their worst known price."""
+    def reserve_request(
+        self, last_trades: Mapping[str, Decimal] | None = None, *, no_short: bool = False
+    ) -> ReserveRequest:
+        """What risk must reserve: the entry legs at their worst known price; ``no_short``
+        for an intent of a strategy that never sells short."""
         legs = []
         for leg in self.entry_legs:
             price = leg.worst_price or self.reference_prices.get(leg.symbol)
@@ -251,7 +254,7 @@ class OrderIntent:
                 raise ValidationError("reference_prices", f"no price to size {leg.symbol}")
             last = (last_trades or {}).get(leg.symbol) or self.reference_prices.get(leg.symbol)
             legs.append(ExposureLeg(leg.symbol, leg.side, leg.quantity, price, last))
-        return ReserveRequest(self.intent_id, tuple(legs), self.ts_created)
+        return ReserveRequest(self.intent_id, tuple(legs), self.ts_created, no_short)
 
     def to_dict(self) -> dict[str, Any]:
         return {

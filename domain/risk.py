@@ -11,7 +11,7 @@ roll back an operation that raises.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -65,6 +65,7 @@ class DenialCode(StrEnum):
     ORDER_RATE = "order_rate"
     DAILY_LOSS = "daily_loss"
     PRICE_BAND = "price_band"
+    SHORT_SALE = "short_sale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,16 +202,24 @@ class ExposureLeg:
 
 @dataclass(frozen=True, slots=True)
 class ReserveRequest:
+    """``no_short``: the intent comes from a strategy that never sells short, so a sell may
+    not take the account's position in its symbol (with what open intents still have to
+    fill) below flat."""
+
     intent_id: str
     legs: tuple[ExposureLeg, ...]
     ts_request: datetime
+    no_short: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "intent_id": self.intent_id,
             "legs": [leg.to_dict() for leg in self.legs],
             "ts_request": ts_str(self.ts_request),
         }
+        if self.no_short:
+            data["no_short"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -221,7 +230,15 @@ class ReserveRequest:
             intent_id=require_str(data, "intent_id"),
             legs=tuple(ExposureLeg.from_dict(leg) for leg in legs),
             ts_request=parse_ts(require(data, "ts_request"), "ts_request"),
+            no_short=_flag(data, "no_short"),
         )
+
+
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise ValidationError(name, "must be true or false")
+    return value
 
 
 # An execution reaches the risk entity from whoever books it and from whoever sees it in
@@ -458,17 +475,50 @@ class RiskState:
     def open_orders(self) -> int:
         return sum(1 for legs in self.remaining.values() for q in legs.values() if q > 0)
 
-    def _pending(self) -> dict[str, Decimal]:
-        """Signed notional still reserved per symbol (unfilled quantity of open intents)."""
-        pending: dict[str, Decimal] = {}
+    def _open_legs(self) -> Iterator[tuple[ExposureLeg, Decimal]]:
+        """Every reserved leg with the quantity it has still to fill."""
         for intent_id, request in self.reservations.items():
             left = self.remaining.get(intent_id, {})
             for index, leg in enumerate(request.legs):
-                quantity = left.get(str(index), ZERO)
-                pending[leg.symbol] = (
-                    pending.get(leg.symbol, ZERO) + quantity * leg.price * leg.side.sign
-                )
+                yield leg, left.get(str(index), ZERO)
+
+    def _pending(self) -> dict[str, Decimal]:
+        """Signed notional still reserved per symbol (unfilled quantity of open intents)."""
+        pending: dict[str, Decimal] = {}
+        for leg, quantity in self._open_legs():
+            pending[leg.symbol] = (
+                pending.get(leg.symbol, ZERO) + quantity * leg.price * leg.side.sign
+            )
         return pending
+
+    def _short_sales(self, request: ReserveRequest) -> list[Denial]:
+        """The sells of a strategy that never sells short which would take the account's
+        position below flat, counting what open intents still have to fill (an entry
+        still on its way makes its exit good)."""
+        denials = []
+        for leg in request.legs:
+            if leg.side is not Side.SELL:
+                continue
+            position = self.positions.get(leg.symbol)
+            held = ZERO if position is None else position.quantity
+            held += sum(
+                (
+                    q * open_leg.side.sign
+                    for open_leg, q in self._open_legs()
+                    if open_leg.symbol == leg.symbol
+                ),
+                ZERO,
+            )
+            if leg.quantity > held:
+                denials.append(
+                    Denial(
+                        DenialCode.SHORT_SALE,
+                        f"{leg.symbol}: selling {dec_str(leg.quantity)} would go short "
+                        f"(held and on its way: {dec_str(held)}), and the strategy does not "
+                        "sell short",
+                    )
+                )
+        return denials
 
     def _position_notional(self, symbol: str, mark: Decimal) -> Decimal:
         position = self.positions.get(symbol)
@@ -501,6 +551,8 @@ class RiskState:
                     f"limit {dec_str(limits.daily_loss_limit)}",
                 )
             )
+        if request.no_short:
+            reasons.extend(self._short_sales(request))
         pending = self._pending()
         new_by_symbol: dict[str, Decimal] = {}
         for leg in request.legs:

@@ -582,9 +582,17 @@ def test_the_configured_limits_apply_from_the_first_order_without_a_warm_up(
         desk.settle()
         desk.prices("AAPL", [99.0, 98.0, 101.0, 102.0])  # flat, then long again
         desk.settle(5)
-        # Limits an operator set (here: none) are not replaced by the configured ones.
-        later = [t.output["outcome"] for t in desk.trades() if t.instance_id != first.instance_id]
-        assert later and set(later) == {"completed"}
+        # Limits an operator set (here: none) are not replaced by the configured ones: the
+        # entry of ten goes through. (The exit before it had nothing to sell: the first
+        # entry was denied, and the strategy does not sell short.)
+        later = [t.output for t in desk.trades() if t.instance_id != first.instance_id]
+        outcomes = sorted(
+            (o["outcome"], tuple(r["code"] for r in o.get("reasons") or [])) for o in later
+        )
+        assert outcomes == [("completed", ()), ("denied", ("short_sale",))]
+        assert {p.symbol: p.quantity for p in desk.store.positions("paper")} == {
+            "AAPL": Decimal(10)
+        }
     finally:
         desk.close()
 
@@ -622,5 +630,35 @@ def test_signals_older_than_the_limit_are_audited_and_not_traded_and_sizing_stay
         assert desk.chain_ok()
         report = session_report(desk.services)
         assert "signals              3 (1 stale, not traded)" in report
+    finally:
+        desk.close()
+
+
+def test_after_a_denied_entry_a_long_only_strategys_exit_is_refused_not_sold_short(
+    tmp_path: Path,
+) -> None:
+    # Halted, the entry is denied, but the strategy's targets moved to long. Resumed, its
+    # exit would sell the ten shares never bought; the risk check refuses that short sale,
+    # which also brings the targets back to flat, so the next entry buys the size once.
+    desk = make_desk(tmp_path, strategies=[SMA])
+    try:
+        desk.engine.signal_entity(("RiskEntity", "paper"), "halt", {"reason": "drill"})
+        desk.settle()
+        desk.prices("AAPL", RISING)
+        desk.settle(5)
+        desk.engine.signal_entity(("RiskEntity", "paper"), "resume", {})
+        desk.settle()
+        desk.prices("AAPL", [100.0, 99.0])
+        desk.settle(5)
+        entry, exit_ = sorted(desk.trades(), key=lambda t: t.input["intent"]["ts_created"])
+        assert [r["code"] for r in entry.output["reasons"]] == ["halted"]
+        assert [r["code"] for r in exit_.output["reasons"]] == ["short_sale"]
+        assert desk.store.positions("paper") == []
+        desk.prices("AAPL", RISING)
+        desk.settle(5)
+        assert {p.symbol: p.quantity for p in desk.store.positions("paper")} == {
+            "AAPL": Decimal(10)
+        }
+        assert desk.chain_ok()
     finally:
         desk.close()

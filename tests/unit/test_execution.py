@@ -94,6 +94,13 @@ def test_payloads_round_trip_and_validate() -> None:
     # A request from before native brackets (no field) replays as it ran: entry first.
     older = {k: v for k, v in trade.to_dict().items() if k != "native_brackets"}
     assert TradeRequest.from_dict(older).native_brackets is False
+    # A long-only strategy's request asks the risk check to refuse a short sale; one from
+    # before the flag existed asks nothing.
+    long_only = TradeRequest(intent, long_only=True)
+    assert TradeRequest.from_dict(long_only.to_dict()) == long_only
+    assert long_only.reserve_payload()["no_short"] is True
+    assert TradeRequest.from_dict(older).long_only is False
+    assert "no_short" not in trade.reserve_payload()
     with pytest.raises(ValidationError, match="poll_interval_s"):
         TradeRequest(intent, poll_interval_s=0)
 

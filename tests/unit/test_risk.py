@@ -192,6 +192,39 @@ def test_reserve_denies_when_halted_and_resume_reopens() -> None:
     assert entity.codes(request("i1", leg("AAPL", "buy", "1", "1"))) == []
 
 
+def test_a_strategy_that_never_sells_short_cannot_sell_what_is_not_held() -> None:
+    entity = Entity()
+
+    def sell(intent: str, qty: str) -> dict[str, Any]:
+        return {**request(intent, leg("AAPL", "sell", qty, "100")), "no_short": True}
+
+    # Nothing held, nothing on its way (the entry was denied): the exit would go short.
+    denied = entity.call("reserve", sell("exit-1", "10"))
+    assert denied["approved"] is False
+    [reason] = denied["reasons"]
+    assert reason["code"] == "short_sale" and "held and on its way: 0" in reason["message"]
+    # An entry still filling makes its exit good; and a sell within what is held passes.
+    assert entity.codes(request("entry", leg("AAPL", "buy", "10", "100"))) == []
+    assert entity.codes(sell("exit-2", "10")) == []
+    entity.call("release", {"intent_id": "exit-2"})
+    assert entity.fill("x1", "entry", "buy", "4", "100")["applied"] is True
+    entity.call("release", {"intent_id": "entry"})
+    assert entity.codes(sell("exit-3", "4")) == []
+    entity.call("release", {"intent_id": "exit-3"})
+    assert entity.codes(sell("exit-4", "5")) == ["short_sale"]
+    # Without the flag (an allow-short strategy, a manual order) a sell is not held back.
+    assert entity.codes(request("short", leg("AAPL", "sell", "50", "100"))) == []
+
+
+def test_the_no_short_flag_round_trips_and_is_checked() -> None:
+    legs = (ExposureLeg("AAPL", Side.SELL, Decimal(1), Decimal(2)),)
+    flagged = ReserveRequest("i1", legs, T0, no_short=True)
+    assert ReserveRequest.from_dict(json.loads(json.dumps(flagged.to_dict()))) == flagged
+    assert "no_short" not in ReserveRequest("i2", legs, T0).to_dict()
+    with pytest.raises(ValidationError):
+        ReserveRequest.from_dict({**flagged.to_dict(), "no_short": "yes"})
+
+
 def test_reserve_release_and_fill_are_idempotent() -> None:
     entity = Entity(max_open_orders=1)
     first = entity.call("reserve", request("i1", leg("AAPL", "buy", "10", "10")))
