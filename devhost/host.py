@@ -96,17 +96,17 @@ class DevHost:
                 "disabled by their AzureWebJobs.<name>.Disabled settings: %s",
                 ", ".join(sorted(self.disabled)),
             )
-        durable = sorted(
+        kept_running = sorted(
             name
             for name in self.disabled
             if self.index.functions[name].trigger_type not in TRIGGERS_A_SETTING_DISABLES
         )
-        if durable:
+        if kept_running:
             log.warning(
                 "AzureWebJobs.<name>.Disabled is set for durable functions, which devhost keeps "
                 "running: %s. In Azure it stops them, and the orchestrations that call them hang "
                 "or fail; remove the setting",
-                ", ".join(durable),
+                ", ".join(kept_running),
             )
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="devhost-fn")
